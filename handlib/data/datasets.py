@@ -154,6 +154,10 @@ class MotionWindows(Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
 
+def _identity(batch):
+    return batch
+
+
 def batch_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
                  num_workers: int = 0) -> torch.utils.data.DataLoader:
     """A DataLoader that hands whole index batches to ``__getitems__`` (no per-item collate)."""
@@ -162,5 +166,5 @@ def batch_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, dro
     sampler = (torch.utils.data.RandomSampler(ds, generator=g) if shuffle
                else torch.utils.data.SequentialSampler(ds))
     bs = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
-    return torch.utils.data.DataLoader(ds, batch_sampler=bs, collate_fn=lambda b: b,
+    return torch.utils.data.DataLoader(ds, batch_sampler=bs, collate_fn=_identity,
                                        num_workers=num_workers)

@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make study` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# test runs keep their records and caches away from the committed results/
+TEST_RESULTS ?= $(CURDIR)/.cache/test-results
+NBVAL  := --nbval-lax --nbval-current-env --sanitize-with .ci/nbval_sanitize.cfg
+
+.PHONY: study test pytest nbval lint bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (handlib .venv)"
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(PY) -m handlib.study --params params/quick.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest tests/
+	HANDLIB_RESULTS=$(TEST_RESULTS) $(PY) -m pytest $(NBVAL) notebooks/
+
+pytest: $(STAMP)
+	$(PY) -m pytest tests/
+
+nbval: $(STAMP)
+	HANDLIB_RESULTS=$(TEST_RESULTS) $(PY) -m pytest $(NBVAL) notebooks/
+
+lint: $(STAMP)
+	$(PY) -m ruff check handlib tests
+
+bench: $(STAMP)
+	$(PY) -m handlib.bench render --size 128
+	$(PY) -m handlib.bench cache
+	$(PY) -m handlib.bench train --size 128 --batch 32
+
+clean-venv:
+	rm -rf $(VENV)

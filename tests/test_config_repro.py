@@ -1,0 +1,95 @@
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from handlib.config import ConfigError, StageConfig, param
+from handlib import repro
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoConfig(StageConfig):
+    lr: float = param(1e-3, range=(0.0, 1.0))
+    steps: int = param(10, range=(1, None))
+    protocol: int = param(2, choices=(1, 2))
+    name: str = "x"
+    sizes: tuple[int, ...] = param((64, 128), range=(16, 512))
+    root: str | None = None
+
+
+def test_from_params_ok_and_coercion():
+    c = DemoConfig.from_params({"lr": 1, "steps": 5, "sizes": [32]})
+    assert c.lr == 1.0 and isinstance(c.lr, float) and c.sizes == (32,)
+    assert c.to_dict()["steps"] == 5
+
+
+@pytest.mark.parametrize("params, field, hint", [
+    ({"lrr": 0.1}, "lrr", "unknown"),
+    ({"lr": "fast"}, "lr", "expected float"),
+    ({"steps": 1.5}, "steps", "expected int"),
+    ({"steps": True}, "steps", "expected int"),
+    ({"lr": 2.0}, "lr", "out of range"),
+    ({"steps": 0}, "steps", "out of range"),
+    ({"protocol": 3}, "protocol", "choose one of [1, 2]"),
+    ({"sizes": [8]}, "sizes", "out of range"),
+    ({"root": 3}, "root", "expected"),
+])
+def test_bad_values_name_the_field(params, field, hint):
+    with pytest.raises(ConfigError) as e:
+        DemoConfig.from_params(params)
+    msg = str(e.value)
+    assert field in msg and hint in msg
+
+
+def test_seed_everything_reproducible():
+    repro.seed_everything(123)
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    g = repro.seed_everything(123)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(123)))
+
+
+def test_run_id_deterministic_and_readable():
+    cfg = {"protocol": 2, "fraction": 0.1, "seed": 0, "lr": 1e-3}
+    a = repro.run_id("pretrain", cfg, ["protocol", "fraction", "seed"])
+    assert a == repro.run_id("pretrain", dict(reversed(list(cfg.items()))), ["protocol", "fraction", "seed"])
+    assert a.startswith("pretrain__protocol-2__fraction-0.1__seed-0__")
+    assert a != repro.run_id("pretrain", {**cfg, "lr": 2e-3}, ["protocol", "fraction", "seed"])
+
+
+def test_run_record_atomic(tmp_path):
+    rec = repro.RunRecord("pretrain", {"protocol": 2, "fraction": 0.5}, seed=1,
+                          vary=["protocol", "fraction"], results=tmp_path)
+    assert not rec.done
+    rec.write_config()
+    rec.write_metrics({"mpjpe_abs": 12.5})
+    cfg = json.loads((rec.dir / "config.json").read_text())
+    assert cfg["seed"] == 1 and cfg["config"]["fraction"] == 0.5 and cfg["stage"] == "pretrain"
+    assert {"torch", "numpy", "python"} <= set(cfg["versions"]) and cfg["commit"]
+    assert cfg["device"]["device"] == "cpu"
+    assert rec.done and not list(rec.dir.glob(".*.tmp"))
+    recs = repro.read_records(tmp_path, stage="pretrain")
+    assert len(recs) == 1 and recs[0]["metrics"]["mpjpe_abs"] == 12.5
+    assert repro.read_records(tmp_path, stage="adversarial") == []
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    p = tmp_path / "m.json"
+    repro.atomic_write_json(p, {"a": 1})
+    with pytest.raises(TypeError):
+        repro.atomic_write_json(p, {"a": object()})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert sorted(os.listdir(tmp_path)) == ["m.json"]
+
+
+def test_paths_env_override(tmp_path, monkeypatch):
+    from handlib import paths
+    monkeypatch.setenv("HANDLIB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("HANDLIB_RESULTS", str(tmp_path / "r"))
+    assert paths.cache_dir() == tmp_path / "c" and paths.results_dir() == tmp_path / "r"
+    assert paths.cache_dir(tmp_path / "o") == tmp_path / "o"
