@@ -70,13 +70,30 @@ def expand(study: Study, only: list[str] | None = None) -> list[Run]:
     return runs
 
 
-def execute(run: Run, log=print) -> str:
+def declared_parameters(notebook: Path) -> list[str]:
+    """Names assigned in the notebook's ``parameters``-tagged cell."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+    names = []
+    for node in ast.parse(cells[0].source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def execute(run: Run) -> str:
     """Run one notebook with papermill in the current interpreter; returns its status."""
     import papermill as pm
 
     if (run.out_dir / "metrics.json").exists() or (run.out_dir / "DONE").exists():
         return "skipped (done)"
-    declared = pm.inspect_notebook(str(run.notebook))
+    declared = declared_parameters(run.notebook)
     params = dict(run.parameters)
     if "run_name" in declared:
         params["run_name"] = run.id
@@ -86,7 +103,8 @@ def execute(run: Run, log=print) -> str:
     run.out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     pm.execute_notebook(str(run.notebook), str(run.out_dir / "run.ipynb"), parameters=params,
-                        kernel_name="python3", cwd=str(run.notebook.parent), progress_bar=False)
+                        kernel_name="python3", language="python", cwd=str(run.notebook.parent),
+                        progress_bar=False)
     if "run_name" not in declared:  # data notebooks write no metrics: mark completion here
         atomic_write_text(run.out_dir / "DONE", f"{time.time() - t0:.1f} s\n")
     return f"ran in {time.time() - t0:.0f} s"
