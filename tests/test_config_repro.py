@@ -1,14 +1,14 @@
 import json
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
-from handlib.config import ConfigError, StageConfig, param
 from handlib import repro
-from dataclasses import dataclass
+from handlib.config import ConfigError, StageConfig, param
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,14 @@ import pandas as pd
 import pytest
 import torch
 
-from handlib.data.datasets import (FrameStore, LabelledFrames, MotionWindows, VideoWindows,
-                                   batch_loader, window_starts)
+from handlib.data.datasets import (
+    FrameStore,
+    LabelledFrames,
+    MotionWindows,
+    VideoWindows,
+    batch_loader,
+    window_starts,
+)
 from handlib.geometry import project
 from tests.helpers import camera, random_hand
 
