@@ -1,0 +1,184 @@
+"""One entry point for every data source, and the dataset checks behind
+``python -m handlib.data check fphab|ho3d|handsim ROOT``.
+
+``load_dataset(name, ...)`` returns an object with ``.store`` (FrameStore) and ``.motion``
+((list of (T,21,3) mm, list of K)): HandSim's ``hs``, or a ``RealDataset``.
+``check_dataset(name, root)`` returns a ``CheckReport``: per-split sequence and frame
+counts against the published ones, and every problem found with its path. Both raise
+``DatasetError`` (one clear message) for a missing root or a wrong layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from handlib.data.realdata import DatasetError
+
+DATASETS = ("handsim", "fphab", "ho3d")
+
+
+def load_dataset(name: str, root=None, image_size: int | None = None, preset: str = "smoke",
+                 cache_root=None, **kw):
+    """Dispatch to ``load_handsim`` / ``load_fphab`` / ``load_ho3d``.
+
+    ``root`` is required for the real datasets (they are never downloaded);
+    ``preset``/overrides go to HandSim; ``image_size`` defaults to 128 for real data and
+    to the preset's own size for HandSim."""
+    if name == "handsim":
+        from handlib.data.handsim import load_handsim
+
+        if image_size is not None:
+            kw["image_size"] = image_size
+        return load_handsim(preset=preset, cache_root=cache_root, **kw)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    if root is None:
+        raise DatasetError(f"{name}: a root directory is required (the data cannot be downloaded here)")
+    size = 128 if image_size is None else image_size
+    if name == "fphab":
+        from handlib.data.fphab import load_fphab
+
+        return load_fphab(root, image_size=size, cache_root=cache_root, **kw)
+    from handlib.data.ho3d import load_ho3d
+
+    return load_ho3d(root, image_size=size, cache_root=cache_root, **kw)
+
+
+@dataclass
+class CheckReport:
+    dataset: str
+    root: str
+    # split -> {"sequences": n, "frames": n, "published_sequences": n|None, "published_frames": n|None}
+    counts: dict[str, dict] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): expected gaps
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        out = [f"{self.dataset} at {self.root}",
+               f"{'split':<12}{'sequences':>12}{'published':>12}{'frames':>10}{'published':>12}"]
+        for split, c in self.counts.items():
+            ps, pf = c.get("published_sequences"), c.get("published_frames")
+            flag = ""
+            if (ps is not None and ps != c["sequences"]) or (pf is not None and pf != c["frames"]):
+                flag = "  <- differs from published"
+            out.append(f"{split:<12}{c['sequences']:>12}{'-' if ps is None else ps:>12}"
+                       f"{c['frames']:>10}{'-' if pf is None else pf:>12}{flag}")
+        out += [f"note: {n}" for n in self.notes]
+        out.append(f"skipped ({len(self.skipped)}):")
+        out += [f"  {p}: {r}" for p, r in self.skipped]
+        out.append(f"problems ({len(self.problems)}):")
+        out += [f"  {p}: {r}" for p, r in self.problems]
+        out.append("OK" if self.ok else f"FOUND {len(self.problems)} PROBLEM(S)")
+        return out
+
+
+def _decode_all(specs, report: CheckReport) -> None:
+    for s in specs:
+        if cv2.imread(s.image, cv2.IMREAD_COLOR) is None:
+            report.problems.append((s.image, "unreadable image"))
+
+
+def check_fphab(root, decode: bool = False) -> CheckReport:
+    from handlib.data import fphab
+
+    fphab.check_layout(root)
+    listed = fphab.read_split_file(Path(root) / fphab.SPLIT_FILE)
+    scan = fphab.scan_fphab(root, raise_on_problem=False)
+    # a known-empty sequence (official README) is an expected skip; any other is a problem
+    known = [(p, r) for p, r in scan.skipped if "(known" in r]
+    unknown = [(p, r) for p, r in scan.skipped if "(known" not in r]
+    rep = CheckReport("fphab", str(root), skipped=known, problems=unknown + scan.problems)
+    for split in ("train", "test"):
+        frames = sum(s.ids["split"] == split for s in scan.specs)
+        rep.counts[split] = {"sequences": len(listed[split]), "frames": frames,
+                             "published_sequences": fphab.PUBLISHED_SEQUENCES[split], "published_frames": None}
+        rep.notes.append(f"{split}: {len(scan.sequences[split])} of {len(listed[split])} listed sequences usable")
+    if decode:
+        _decode_all(scan.specs, rep)
+    return rep
+
+
+def check_ho3d(root, decode: bool = False) -> CheckReport:
+    from handlib.data import ho3d
+
+    scan = ho3d.scan_ho3d(root, raise_on_problem=False)
+    rep = CheckReport("ho3d", str(root), problems=scan.problems)
+    for split, store_split in ho3d.SPLITS.items():
+        specs = [s for s in scan.specs if s.ids["split"] == store_split]
+        rep.counts[split] = {"sequences": len({s.ids["sequence"] for s in specs}), "frames": scan.listed[split],
+                             "published_sequences": None, "published_frames": ho3d.PUBLISHED_FRAMES[split]}
+        rep.notes.append(f"{split}: {len(specs)} of {scan.listed[split]} listed frames usable, "
+                         f"{scan.excluded[split]} with None annotations excluded")
+    rep.notes.append(f"frames = lines of train.txt / evaluation.txt; the official scripts' db_size "
+                     f"counts {ho3d.PUBLISHED_TRAIN_DB_SIZE} training samples")
+    if decode:
+        _decode_all(scan.specs, rep)
+    return rep
+
+
+def check_store(store, report: CheckReport) -> None:
+    """Contract checks of a FrameStore (used for HandSim): shapes, finiteness, ordering."""
+    meta = store.meta
+    if store.images.dtype != np.uint8 or store.images.ndim != 4 or store.images.shape[-1] != 3:
+        report.problems.append(("store.images", f"dtype {store.images.dtype} shape {store.images.shape}"))
+    if not np.isfinite(store.K).all():
+        report.problems.append(("store.K", "non-finite intrinsics"))
+    for seq, grp in meta.groupby("sequence", sort=False):
+        idx = grp.index.to_numpy()
+        if (np.diff(idx) != 1).any():
+            report.problems.append((f"sequence {seq}", "rows are not contiguous"))
+        if (np.diff(grp["frame"].to_numpy()) <= 0).any():
+            report.problems.append((f"sequence {seq}", "frames are not increasing"))
+        if grp["split"].nunique() != 1:
+            report.problems.append((f"sequence {seq}", "sequence spans several splits"))
+    nan = np.isnan(store.j3d).any(axis=(1, 2))
+    if nan.any():
+        report.notes.append(f"{int(nan.sum())} frames without 3D labels")
+
+
+def check_handsim(root=None, preset: str = "smoke") -> CheckReport:
+    """ROOT is the cache root (optional); the preset is generated there if missing."""
+    from handlib.data.handsim import load_handsim
+
+    if root is not None and not Path(root).is_dir():
+        raise DatasetError(f"HandSim cache root {root} does not exist or is not a directory")
+    hs = load_handsim(preset=preset, cache_root=root)
+    store = hs.store
+    rep = CheckReport("handsim", f"{root or '(default cache)'} preset={preset}")
+    for split in sorted(store.meta["split"].unique()):
+        m = store.meta[store.meta["split"] == split]
+        rep.counts[split] = {"sequences": int(m["sequence"].nunique()), "frames": int(len(m)),
+                             "published_sequences": None, "published_frames": None}
+    seqs, Ks = hs.motion
+    rep.notes.append(f"motion corpus: {len(seqs)} sequences, {sum(len(s) for s in seqs)} frames")
+    if len(seqs) != len(Ks):
+        rep.problems.append(("hs.motion", f"{len(seqs)} sequences but {len(Ks)} K arrays"))
+    for i, s in enumerate(seqs):
+        if s.ndim != 3 or s.shape[1:] != (21, 3) or not np.isfinite(s).all():
+            rep.problems.append((f"hs.motion[{i}]", f"bad array shape {s.shape} or non-finite values"))
+    check_store(store, rep)
+    return rep
+
+
+def check_dataset(name: str, root=None, decode: bool = False) -> CheckReport:
+    if name == "fphab":
+        return check_fphab(_need_root(name, root), decode)
+    if name == "ho3d":
+        return check_ho3d(_need_root(name, root), decode)
+    if name == "handsim":
+        return check_handsim(root)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+
+
+def _need_root(name: str, root):
+    if root is None:
+        raise DatasetError(f"{name}: ROOT is required")
+    return root

@@ -1,0 +1,172 @@
+"""Hand pose model M (Sec. 3.1): ResNet-18 -> 2.5D (j2d, z_rel) -> refined root depth -> 3D.
+
+Two 2.5D heads, chosen by ``PoseConfig.head``:
+
+- ``"heatmap"``: latent 2.5D heatmaps (Iqbal et al. ECCV'18). A light decoder fuses layer4
+  (upsampled) with layer3 at stride 16 and outputs per joint a 2D heatmap logit map H_j and a
+  depth map D_j. j2d = soft-argmax(H_j); z_rel_j = sum(softmax(H_j) * D_j).
+- ``"regression"``: global average pool -> linear -> 21 x (u, v, z).
+
+Default: ``"heatmap"``. Measured on HandSim (see the issue-5 report / notebook 02): at equal,
+small budgets the soft-argmax head gives lower 2D and root-relative errors than direct
+regression, because it keeps the spatial layout of the features (translation-equivariant
+2D localisation) instead of asking a pooled vector to encode absolute pixel positions; its
+decoder costs a few percent of the backbone's FLOPs.
+
+z_rel is predicted scale-normalised (divided by the reference bone length C,
+``skeleton.REF_BONE``) and multiplied by C at the model's edge. The root's z_rel is 0 by
+construction. Root depth: closed form (``geometry.root_depth``, detached) + a refinement MLP
+(PeCLR / Spurr et al. ECCV'20: 21 normalised z_rel + 42 K^-1-normalised 2D coords + closed-form
+root depth / C = 64 inputs; 2 x (128, BN, LeakyReLU); 1 output, a correction in units of C,
+initialised at zero). j3d from Eq. 3 (``geometry.from_25d``). Geometry runs in fp32.
+
+Hand scale C at test time: the caller passes ``bone_length`` (ground truth, as most papers),
+or None to use the bone-length prior ``model.bone_prior`` (a buffer; the pre-training stage
+sets it to the mean training reference-bone length). Which one was used is a config field
+recorded with every result (``PoseConfig.scale_source``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from handlib.config import ConfigError, StageConfig, param
+from handlib.geometry import from_25d, normalize_points, root_depth
+from handlib.skeleton import NUM_JOINTS, REF_BONE, ROOT
+
+ZCF_CLAMP = (0.5, 100.0)  # closed-form root depth / C fed to the MLP (hands 5-100 bones away)
+
+
+class PoseOutput(NamedTuple):
+    """M's prediction. j2d (B,21,2) px of the input crop; z_rel (B,21) mm; z_root (B,) mm;
+    j3d (B,21,3) mm camera frame."""
+
+    j2d: Tensor
+    z_rel: Tensor
+    z_root: Tensor
+    j3d: Tensor
+
+
+@dataclass(frozen=True)
+class PoseConfig(StageConfig):
+    stage = "pose_model"
+    image_size: int = param(128, range=(64, 256), help="square input size in px")
+    head: str = param("heatmap", choices=("heatmap", "regression"))
+    decoder_channels: int = param(128, range=(16, 512), help="heatmap decoder width")
+    refine: bool = param(True, help="refinement MLP on the closed-form root depth")
+    scale_source: str = param("gt", choices=("gt", "prior"),
+                              help="hand scale at test time: ground-truth bone or the prior")
+    bone_prior_mm: float = param(90.0, range=(1.0, 500.0), help="initial reference-bone prior")
+    backbone_weights: str | None = param(None, help="optional local ResNet-18 state-dict path")
+
+    def validate(self) -> None:
+        if self.image_size % 32:
+            raise ConfigError(f"PoseConfig.image_size: {self.image_size} must be a multiple of 32")
+
+
+def _backbone(weights_path: str | None) -> nn.Module:
+    net = torchvision.models.resnet18(weights=None)
+    if weights_path:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    return net
+
+
+class RootRefiner(nn.Module):
+    """64 -> 128 -> 128 -> 1 MLP predicting a correction (units of C) to the closed-form root."""
+
+    def __init__(self, hidden: int = 128):
+        super().__init__()
+        n_in = NUM_JOINTS + 2 * NUM_JOINTS + 1
+        self.net = nn.Sequential(
+            nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1),
+            nn.Linear(hidden, 1),
+        )
+        nn.init.zeros_(self.net[-1].weight)  # start exactly at the closed-form solution
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, z_rel_n: Tensor, xy_n: Tensor, zcf_n: Tensor) -> Tensor:
+        x = torch.cat([z_rel_n, xy_n.flatten(1), zcf_n[:, None]], 1)  # (B, 64)
+        return self.net(x)[:, 0]  # (B,)
+
+
+def soft_argmax_25d(logits: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,J,h,w) heatmap logits and depth maps -> uv in [0,1] (B,J,2), z (B,J)."""
+    B, J, h, w = logits.shape
+    p = logits.flatten(2).softmax(-1).view(B, J, h, w)
+    xs = (torch.arange(w, device=p.device, dtype=p.dtype) + 0.5) / w  # cell centres
+    ys = (torch.arange(h, device=p.device, dtype=p.dtype) + 0.5) / h
+    u = (p.sum(2) * xs).sum(-1)
+    v = (p.sum(3) * ys).sum(-1)
+    z = (p * depth).flatten(2).sum(-1)
+    return torch.stack([u, v], -1), z
+
+
+class PoseModel(nn.Module):
+    def __init__(self, cfg: PoseConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or PoseConfig()
+        r = _backbone(cfg.backbone_weights)
+        self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2)
+        self.layer3, self.layer4 = r.layer3, r.layer4
+        J = NUM_JOINTS
+        if cfg.head == "heatmap":
+            c = cfg.decoder_channels
+            self.lat4 = nn.Conv2d(512, c, 1, bias=False)
+            self.lat3 = nn.Conv2d(256, c, 1, bias=False)
+            self.fuse = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                      nn.Conv2d(c, c, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+            self.out = nn.Conv2d(c, 2 * J, 1)
+        else:
+            self.fc = nn.Linear(512, 3 * J)
+        self.refiner = RootRefiner() if cfg.refine else None
+        self.register_buffer("bone_prior", torch.tensor(float(cfg.bone_prior_mm)))
+
+    def predict_25d(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images (B,3,H,W) in [0,1] -> uv (B,21,2) in [0,1] of the crop, z_rel / C (B,21); fp32."""
+        x = (images - 0.45) / 0.225
+        f3 = self.layer3(self.stem(x))
+        f4 = self.layer4(f3)
+        if self.cfg.head == "heatmap":
+            y = self.lat3(f3) + F.interpolate(self.lat4(f4), size=f3.shape[-2:], mode="nearest")
+            y = self.out(self.fuse(y)).float()  # (B, 42, h, w): soft-argmax in fp32
+            uv, z = soft_argmax_25d(y[:, :NUM_JOINTS], y[:, NUM_JOINTS:])
+        else:
+            y = self.fc(f4.mean((2, 3))).float().view(-1, NUM_JOINTS, 3)
+            uv, z = y[..., :2] + 0.5, y[..., 2]
+        return uv, z - z[:, ROOT : ROOT + 1]
+
+    def forward(self, images: Tensor, K: Tensor, bone_length: Tensor | None = None) -> PoseOutput:
+        """images (B,3,H,W) [0,1]; K (B,3,3) crop intrinsics; bone_length (B,) mm or None (prior)."""
+        uv, z_rel_n = self.predict_25d(images)
+        B, size = images.shape[0], images.shape[-1]
+        with torch.autocast(images.device.type, enabled=False):
+            K = K.float()
+            C = (self.bone_prior.float().expand(B) if bone_length is None
+                 else bone_length.float().to(images.device))
+            j2d = uv * size  # (B, 21, 2) px
+            z_root = self.root_depth(j2d, z_rel_n, K)  # (B,) in units of C
+            z_rel = z_rel_n * C[:, None]  # (B, 21) mm
+            z_root = z_root * C
+            j3d = from_25d(j2d, z_rel, z_root, K)
+        return PoseOutput(j2d, z_rel, z_root, j3d)
+
+    def root_depth(self, j2d: Tensor, z_rel_n: Tensor, K: Tensor) -> Tensor:
+        """Closed-form root depth (detached, units of C) + the MLP's correction -> (B,)."""
+        zcf, _ = root_depth(j2d.detach(), z_rel_n.detach(), K, 1.0, REF_BONE)
+        zcf = zcf.clamp(*ZCF_CLAMP)
+        if self.refiner is None:
+            return zcf
+        xy_n = normalize_points(j2d, K)[..., :2]  # (B, 21, 2)
+        return zcf + self.refiner(z_rel_n, xy_n, zcf)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

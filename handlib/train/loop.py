@@ -1,0 +1,273 @@
+"""THE training loop, shared by pre-training and the adversarial stage.
+
+A ``Task`` owns the networks and the losses; the loop owns everything else: AdamW per
+named optimiser, a learning-rate schedule that is a pure function of the step (``get_lr``),
+gradient clipping, bf16 autocast + channels_last, step-indexed data (the batch of step s
+is a pure function of (seed, s), so a resumed run sees exactly the batches it would have
+seen), periodic evaluation, tqdm progress, atomic checkpoints (modules, optimisers, step,
+RNG states, history) every N steps and at the end, exact resume, and a NaN/inf guard that
+stops with an error naming the step and leaves the last good checkpoint in place.
+
+    task.modules      dict name -> nn.Module (saved in checkpoints, moved to the device)
+    task.optimised    dict name -> list of parameters; one AdamW each, stepped in dict order
+    task.train_mode() put modules in training mode (and apply the BN phase)
+    task.step(batch, step) -> (losses: dict name -> scalar Tensor, logs: dict name -> float)
+                      ``losses`` keys are optimiser names; each loss is backpropagated and
+                      its optimiser stepped, in order (M before D: D's loss must not share
+                      a graph with parameters already updated)
+    task.evaluate(step) -> dict name -> float   (optional; eval mode is the task's business)
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from handlib.config import StageConfig, param
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient norm became NaN/inf; the message names the step and checkpoint."""
+
+
+@dataclass(frozen=True)
+class LoopConfig(StageConfig):
+    stage = "loop"
+    steps: int = param(1000, range=(1, None))
+    lr: float = param(1e-3, range=(0.0, 1.0))
+    weight_decay: float = param(1e-4, range=(0.0, 1.0))
+    schedule: str = param("cosine", choices=("cosine", "constant"))
+    warmup_steps: int = param(0, range=(0, None))
+    min_lr_ratio: float = param(0.05, range=(0.0, 1.0))
+    grad_clip: float = param(1.0, range=(0.0, None), help="max grad norm; 0 disables clipping")
+    eval_every: int = param(0, range=(0, None), help="0: evaluate at the end only")
+    ckpt_every: int = param(0, range=(0, None), help="0: checkpoint at the end only")
+    log_every: int = param(10, range=(1, None))
+    seed: int = param(0, range=(0, None))
+    device: str = param("auto", choices=("auto", "cpu", "cuda"))
+    precision: str = param("auto", choices=("auto", "bf16", "fp32"))
+    channels_last: str = param("auto", choices=("auto", "on", "off"))
+    num_workers: int = param(0, range=(0, 16))
+    resume: bool = param(True, help="continue from <ckpt_dir>/last.pt if it exists")
+    progress: bool = param(True)
+
+
+def get_lr(step: int, cfg: LoopConfig) -> float:
+    """Learning rate of (0-based) ``step``: linear warm-up, then constant or cosine decay."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    t = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# ---------------------------------------------------------------- runtime: device, precision
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None = fp32
+    channels_last: bool
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16,
+                              enabled=self.dtype is not None)
+
+    def images(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+
+    def to(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: (self.images(v) if k in ("image", "images") else v.to(self.device, non_blocking=True))
+                if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto", channels_last: str = "auto") -> Runtime:
+    """auto: CUDA if available. bf16 autocast on CUDA and on CPUs with native bf16 (measured
+    faster and as accurate on this project's CPU, see the issue-5 report); channels_last likewise."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available")
+    dev = torch.device(device)
+    fast = dev.type == "cuda" or cpu_has_bf16()
+    bf16 = {"auto": fast, "bf16": True, "fp32": False}[precision]
+    cl = {"auto": fast, "on": True, "off": False}[channels_last]
+    return Runtime(dev, torch.bfloat16 if bf16 else None, cl)
+
+
+# ---------------------------------------------------------------- step-indexed batches
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Index batches for steps [start, stop): step s uses epoch e = s // nb of a permutation
+    seeded by (seed, e), batch s % nb. A pure function of (seed, s): exact resume."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int):
+        if n < 1:
+            raise ValueError("StepBatchSampler: empty dataset")
+        self.n, self.bs, self.seed, self.start, self.stop = n, batch_size, seed, start, stop
+        self.nb = max(1, n // batch_size)
+
+    def batch(self, step: int) -> list[int]:
+        e, i = divmod(step, self.nb)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
+        perm = torch.randperm(self.n, generator=g)
+        if self.n < self.bs:  # tiny sets: repeat to fill the batch
+            perm = perm.repeat(-(-self.bs // self.n))
+        return perm[i * self.bs:(i + 1) * self.bs].tolist()
+
+    def __iter__(self):
+        return (self.batch(s) for s in range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def step_loader(ds, batch_size: int, seed: int, start: int, stop: int, num_workers: int = 0):
+    """DataLoader over ``ds.__getitems__`` for steps [start, stop) (no per-item collate)."""
+    return torch.utils.data.DataLoader(
+        ds, batch_sampler=StepBatchSampler(len(ds), batch_size, seed, start, stop),
+        collate_fn=lambda b: b, num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers else None,
+        persistent_workers=False, prefetch_factor=4 if num_workers else None)
+
+
+# ---------------------------------------------------------------- checkpoints
+def _rng_state() -> dict[str, Any]:
+    st = np.random.get_state()
+    out = {"torch": torch.get_rng_state(), "numpy_key": torch.from_numpy(st[1].astype(np.int64)),
+           "numpy_pos": int(st[2]), "numpy_gauss": (int(st[3]), float(st[4])),
+           "python": random.getstate()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(("MT19937", st["numpy_key"].numpy().astype(np.uint32), st["numpy_pos"],
+                         *st["numpy_gauss"]))
+    v, s, g = st["python"]
+    random.setstate((v, tuple(s), g))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path: Path, step: int, task, optims: dict, history: list[dict]) -> None:
+    """Atomic: write a temp file next to ``path`` and rename it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "modules": {k: m.state_dict() for k, m in task.modules.items()},
+             "optims": {k: o.state_dict() for k, o in optims.items()}, "rng": _rng_state(),
+             "history": history}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+# ---------------------------------------------------------------- the loop
+class Task(Protocol):
+    modules: dict[str, nn.Module]
+    optimised: dict[str, list]
+
+    def train_mode(self) -> None: ...
+    def step(self, batch: dict[str, Any], step: int) -> tuple[dict[str, Tensor], dict[str, float]]: ...
+
+
+def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt_dir: str | Path,
+          runtime: Runtime | None = None, on_step: Callable[[int, dict], None] | None = None,
+          lr_scale: dict[str, float] | None = None) -> list[dict[str, float]]:
+    """Train ``task`` for ``cfg.steps`` steps; returns the history (one row per step).
+
+    streams: name -> (dataset with __getitems__, batch size); the batch handed to
+    ``task.step`` is a dict name -> that stream's batch, already on the device.
+    """
+    rt = runtime or resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    for m in task.modules.values():
+        m.to(rt.device, memory_format=torch.channels_last if rt.channels_last else torch.preserve_format)
+    optims = {k: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=cfg.weight_decay)
+              for k, ps in task.optimised.items()}
+    scale = {k: 1.0 for k in optims} | (lr_scale or {})
+    ckpt = Path(ckpt_dir) / "last.pt"
+    start, history = 0, []
+    if cfg.resume and ckpt.exists():
+        st = load_checkpoint(ckpt, map_location=rt.device)
+        for k, m in task.modules.items():
+            m.load_state_dict(st["modules"][k])
+        for k, o in optims.items():
+            o.load_state_dict(st["optims"][k])
+        start, history = int(st["step"]), list(st["history"])
+        _set_rng_state(st["rng"])
+    if start >= cfg.steps:
+        return history
+    loaders = {k: iter(step_loader(ds, bs, cfg.seed + 7919 * i, start, cfg.steps, cfg.num_workers))
+               for i, (k, (ds, bs)) in enumerate(streams.items())}
+    task.train_mode()
+    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", mininterval=2.0)
+    t0 = time.perf_counter()
+    for step in range(start, cfg.steps):
+        batch = {k: rt.to(next(it)) for k, it in loaders.items()}
+        lr = get_lr(step, cfg)
+        with rt.autocast():
+            losses, logs = task.step(batch, step)
+        row: dict[str, float] = {"step": step + 1, "lr": lr}
+        for k, loss in losses.items():
+            opt = optims[k]
+            if not torch.isfinite(loss):
+                raise NonFiniteError(f"non-finite loss '{k}' = {loss.item()} at step {step + 1}; "
+                                     f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
+            for g in opt.param_groups:
+                g["lr"] = lr * scale[k]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if not torch.isfinite(gn):
+                raise NonFiniteError(f"non-finite gradient norm for '{k}' at step {step + 1}; "
+                                     f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
+            opt.step()
+            row[f"loss_{k}"], row[f"gradnorm_{k}"] = float(loss.detach()), float(gn)
+        row.update({k: float(v) for k, v in logs.items()})
+        done = step + 1
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+            if hasattr(task, "evaluate"):
+                row.update({f"eval_{k}": float(v) for k, v in task.evaluate(done).items()})
+            task.train_mode()
+        row["time_s"] = time.perf_counter() - t0
+        history.append(row)
+        if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.steps:
+            save_checkpoint(ckpt, done, task, optims, history)
+        if done % cfg.log_every == 0:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("loss", "eval"))},
+                            refresh=False)
+        bar.update(1)
+        if on_step is not None:
+            on_step(done, row)
+    bar.close()
+    return history

@@ -1,0 +1,209 @@
+"""Supervised pre-training of M on the labelled frames (the paper pre-trains twice: BN with
+batch statistics, then BN frozen at its aggregate statistics). One stage = one run record:
+``results/runs/<run_id>/{config.json, metrics.json, history.csv}``; checkpoints live in
+``cache_dir()/checkpoints/<run_id>/<phase>/last.pt``, never in git.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from handlib import metrics as M
+from handlib.config import ConfigError, StageConfig, param
+from handlib.data.datasets import LabelledFrames
+from handlib.losses import supervised_loss
+from handlib.models.pose import PoseConfig, PoseModel
+from handlib.paths import cache_dir
+from handlib.repro import RunRecord, seed_everything
+from handlib.train.bn import set_train_mode
+from handlib.train.evaluate import evaluate_splits, flat_metrics, predict, ref_bone_length
+from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
+
+
+@dataclass(frozen=True)
+class PretrainConfig(StageConfig):
+    stage = "pretrain"
+    dataset: str = param("handsim", choices=("handsim", "fphab", "ho3d"))
+    root: str | None = param(None, help="dataset root on disk (real datasets)")
+    preset: str = param("smoke", choices=("smoke", "quick", "full"), help="HandSim preset")
+    protocol: int = param(2, choices=(1, 2))
+    fraction: float = param(1.0, range=(0.0, 1.0))
+    val_fraction: float = param(0.1, range=(0.0, 0.5))
+    seed: int = param(0, range=(0, None))
+    image_size: int = param(128, range=(64, 256))
+    head: str = param("heatmap", choices=("heatmap", "regression"))
+    refine: bool = param(True)
+    augment: bool = param(False, help="HandSim label-consistent image augmentation (slow on CPU)")
+    steps: int = param(2000, range=(1, None), help="phase 1 steps (BN batch statistics)")
+    frozen_steps: int = param(500, range=(0, None), help="phase 2 steps (BN frozen), bn_phase='both'")
+    batch_size: int = param(32, range=(2, 4096))
+    lr: float = param(1e-3, range=(0.0, 1.0))
+    weight_decay: float = param(1e-4, range=(0.0, 1.0))
+    warmup_steps: int = param(50, range=(0, None))
+    grad_clip: float = param(1.0, range=(0.0, None))
+    lambda_z: float = param(1.0, range=(0.0, None))
+    lambda_root: float = param(0.1, range=(0.0, None))
+    bn_phase: str = param("both", choices=("batch", "frozen", "both"),
+                          help="batch: phase 1 only; frozen: phase 2 from init_checkpoint; both")
+    init_checkpoint: str | None = param(None, help="phase-1 checkpoint for bn_phase='frozen'")
+    scale_source: str = param("gt", choices=("gt", "prior"), help="hand scale at test time")
+    eval_every: int = param(0, range=(0, None))
+    eval_max_frames: int = param(512, range=(0, None), help="val frames for periodic eval; 0 = all")
+    ckpt_every: int = param(500, range=(0, None))
+    device: str = param("auto", choices=("auto", "cpu", "cuda"))
+    precision: str = param("auto", choices=("auto", "bf16", "fp32"))
+    channels_last: str = param("auto", choices=("auto", "on", "off"))
+    num_workers: int = param(0, range=(0, 16))
+    smoke: bool = param(False, help="smoke run: fresh checkpoints, test on at most 256 frames")
+    cache_root: str | None = param(None)
+    results: str | None = param(None, help="results directory (default <repo>/results)")
+    progress: bool = param(True)
+
+    def validate(self) -> None:
+        if self.fraction <= 0:
+            raise ConfigError(f"PretrainConfig.fraction: {self.fraction} must be > 0")
+        if self.image_size % 32:
+            raise ConfigError(f"PretrainConfig.image_size: {self.image_size} must be a multiple of 32")
+        if self.bn_phase == "frozen" and not self.init_checkpoint:
+            raise ConfigError("PretrainConfig.init_checkpoint: required when bn_phase='frozen'")
+        if self.dataset != "handsim" and not self.root:
+            raise ConfigError(f"PretrainConfig.root: required for dataset {self.dataset!r}")
+
+    def pose_config(self) -> PoseConfig:
+        return PoseConfig(image_size=self.image_size, head=self.head, refine=self.refine,
+                          scale_source=self.scale_source)
+
+    def loop_config(self, steps: int, warmup: int) -> LoopConfig:
+        return LoopConfig(steps=steps, lr=self.lr, weight_decay=self.weight_decay, warmup_steps=warmup,
+                          grad_clip=self.grad_clip, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
+                          seed=self.seed, device=self.device, precision=self.precision,
+                          channels_last=self.channels_last, num_workers=self.num_workers,
+                          resume=not self.smoke, progress=self.progress)
+
+
+class SupervisedTask:
+    """M on labelled frames: L_2D + lambda_z L_z + lambda_root L_root (training scale = GT bone)."""
+
+    def __init__(self, model: PoseModel, bn_phase: str, lambda_z: float, lambda_root: float,
+                 eval_fn=None):
+        self.model, self.bn_phase = model, bn_phase
+        self.lambda_z, self.lambda_root, self.eval_fn = lambda_z, lambda_root, eval_fn
+        self.modules = {"M": model}
+        self.optimised = {"M": list(model.parameters())}
+
+    def train_mode(self) -> None:
+        set_train_mode(self.model, self.bn_phase)
+
+    def step(self, batch: dict, step: int):
+        b = batch["labelled"]
+        C = ref_bone_length(b["j3d"])
+        out = self.model(b["image"], b["K"], C)
+        loss, parts = supervised_loss(out, b, C, self.model.cfg.image_size, self.lambda_z, self.lambda_root)
+        return {"M": loss}, {k: float(v.detach()) for k, v in parts.items()}
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        return self.eval_fn() if self.eval_fn is not None else {}
+
+
+def load_data(cfg: PretrainConfig):
+    """The dataset object (``.store``, ``.motion``) named by the config."""
+    try:
+        from handlib.data.registry import load_dataset
+    except ImportError:
+        load_dataset = None
+    if load_dataset is not None:
+        return load_dataset(cfg.dataset, root=cfg.root, image_size=cfg.image_size, preset=cfg.preset,
+                            cache_root=cfg.cache_root)
+    if cfg.dataset != "handsim":
+        raise RuntimeError(f"dataset {cfg.dataset!r} needs handlib.data.registry, not available yet")
+    from handlib.data.handsim import load_handsim
+    return load_handsim(preset=cfg.preset, cache_root=cfg.cache_root, image_size=cfg.image_size)
+
+
+def _subset(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    if n <= 0 or len(rows) <= n:
+        return np.asarray(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
+
+
+def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
+    """Build data, train (one or two BN phases), evaluate on val and test, write the record.
+
+    ``data``/``split`` may be passed in (tests, notebooks that already hold them).
+    Returns run_id, dir, metrics, history (DataFrame), model, store, split, runtime, checkpoint.
+    """
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    if data is None:
+        data = load_data(cfg)
+    store = data.store
+    if store.image_size != cfg.image_size:
+        raise ConfigError(f"PretrainConfig.image_size: {cfg.image_size} but the store holds "
+                          f"{store.image_size} px images")
+    if split is None:
+        from handlib.data.protocols import make_split
+        split = make_split(store.meta, protocol=cfg.protocol, fraction=cfg.fraction, seed=cfg.seed,
+                           val_fraction=cfg.val_fraction)
+    rt = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rec = RunRecord("pretrain", cfg.to_dict(), cfg.seed, vary=("dataset", "protocol", "fraction"),
+                    results=cfg.results, device=rt.device)
+    rec.write_config()
+    ckroot = cache_dir(cfg.cache_root) / "checkpoints" / rec.id
+    if cfg.smoke and ckroot.exists():
+        shutil.rmtree(ckroot)
+
+    model = PoseModel(cfg.pose_config())
+    lab = np.asarray(split.labelled_rows)
+    model.bone_prior.fill_(float(ref_bone_length(torch.from_numpy(store.j3d[lab])).mean()))
+    val_rows = _subset(np.asarray(split.val_rows), cfg.eval_max_frames, cfg.seed)
+
+    def eval_fn() -> dict[str, float]:
+        if not len(val_rows):
+            return {}
+        p = predict(model, store, val_rows, rt, 64, cfg.scale_source)
+        return {"val_mpjpe_abs": float(M.mpjpe(p["pred3d"], p["gt3d"]).mean()),
+                "val_mpjpe_rr": float(M.rr_mpjpe(p["pred3d"], p["gt3d"]).mean()),
+                "val_epe_2d": float(M.epe_2d(p["pred2d"], p["gt2d"]).mean())}
+
+    transform = None
+    if cfg.augment:
+        from handlib.data.handsim import HandAugment
+        transform = HandAugment()
+    streams = {"labelled": (LabelledFrames(store, lab, transform), cfg.batch_size)}
+    phases = {"batch": [("batch", cfg.steps)], "frozen": [("frozen", cfg.frozen_steps or cfg.steps)],
+              "both": [("batch", cfg.steps)] + ([("frozen", cfg.frozen_steps)] if cfg.frozen_steps else [])}
+    if cfg.bn_phase == "frozen":
+        st = load_checkpoint(Path(cfg.init_checkpoint))
+        model.load_state_dict(st["modules"]["M"])
+    history, ckpt = [], None
+    for i, (phase, steps) in enumerate(phases[cfg.bn_phase]):
+        task = SupervisedTask(model, phase, cfg.lambda_z, cfg.lambda_root, eval_fn)
+        warm = cfg.warmup_steps if i == 0 else 0
+        h = train(task, streams, cfg.loop_config(steps, warm), ckroot / phase, runtime=rt)
+        history += [{"phase": phase, **r, "step": r["step"] + sum(s for _, s in phases[cfg.bn_phase][:i])}
+                    for r in h]
+        ckpt = ckroot / phase / "last.pt"
+    train_time = time.perf_counter() - t0
+
+    test_rows = np.asarray(split.test_rows)
+    if cfg.smoke:
+        test_rows = _subset(test_rows, 256, cfg.seed)
+    res = evaluate_splits(model, store, {"val": np.asarray(split.val_rows), "test": test_rows}, rt,
+                          64, cfg.scale_source)
+    hist = pd.DataFrame(history)
+    hist.to_csv(rec.path("history.csv"), index=False)
+    out_metrics = {**res, "flat": flat_metrics(res), "wall_time_s": time.perf_counter() - t0,
+                   "train_time_s": train_time, "n_labelled": int(len(lab)),
+                   "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None,
+                               "channels_last": rt.channels_last, "threads": torch.get_num_threads()},
+                   "bone_prior_mm": float(model.bone_prior)}
+    rec.write_metrics(out_metrics)
+    return {"run_id": rec.id, "dir": rec.dir, "metrics": out_metrics, "history": hist, "model": model,
+            "store": store, "split": split, "runtime": rt, "checkpoint": ckpt}

@@ -1,0 +1,191 @@
+import json
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from handlib.config import ConfigError
+from handlib.data.datasets import FrameStore, LabelledFrames
+from handlib.geometry import project
+from handlib.models.pose import PoseConfig, PoseModel
+from handlib.train.bn import bn_modules, freeze_bn_stats
+from handlib.train.loop import LoopConfig, NonFiniteError, StepBatchSampler, get_lr, load_checkpoint, train
+from handlib.train.pretrain import PretrainConfig, SupervisedTask, run_pretrain
+from tests.helpers import random_hand
+
+SIZE = 64
+
+
+def tiny_store(n_seq=6, T=6, seed=0) -> FrameStore:
+    """Random images with real labels: plausible hands projected by a 64-px crop camera."""
+    g = torch.Generator().manual_seed(seed)
+    N = n_seq * T
+    j3d = random_hand(N, g, depth=(350.0, 450.0)).float()
+    K = torch.tensor([[50.0, 0, SIZE / 2], [0, 50.0, SIZE / 2], [0, 0, 1]]).expand(N, 3, 3).contiguous()
+    assert project(j3d, K).abs().max() < 10 * SIZE
+    rng = np.random.default_rng(seed)
+    meta = pd.DataFrame({"sequence": np.repeat([f"s{i}" for i in range(n_seq)], T),
+                         "subject": np.repeat([f"p{i % 2}" for i in range(n_seq)], T),
+                         "action": np.repeat([f"a{i % 3}" for i in range(n_seq)], T),
+                         "frame": np.tile(np.arange(T), n_seq),
+                         "split": np.repeat(["train"] * (n_seq - 2) + ["test"] * 2, T)})
+    images = rng.integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8)
+    return FrameStore(images, j3d.numpy(), K.numpy(), meta)
+
+
+def tiny_split(store):
+    tr = np.flatnonzero(store.meta["split"] == "train")
+    return types.SimpleNamespace(labelled_rows=tr[:-6], val_rows=tr[-6:], unlabelled_sequences=[],
+                                 test_rows=np.flatnonzero(store.meta["split"] == "test"))
+
+
+def _loop_cfg(**kw):
+    base = dict(steps=6, lr=1e-3, warmup_steps=2, ckpt_every=3, log_every=1, device="cpu",
+                precision="fp32", channels_last="off", progress=False)
+    return LoopConfig(**{**base, **kw})
+
+
+def _task(bn_phase="batch", seed=0):
+    torch.manual_seed(seed)
+    model = PoseModel(PoseConfig(image_size=SIZE))
+    return SupervisedTask(model, bn_phase, lambda_z=1.0, lambda_root=0.1)
+
+
+def test_lr_schedule_is_pure():
+    cfg = LoopConfig(steps=100, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert get_lr(0, cfg) == pytest.approx(1e-4)
+    assert get_lr(9, cfg) == pytest.approx(1e-3)
+    assert get_lr(10, cfg) == pytest.approx(1e-3)
+    assert get_lr(100, cfg) == pytest.approx(1e-4)
+    assert [get_lr(s, cfg) for s in range(100)] == [get_lr(s, cfg) for s in range(100)]
+    assert get_lr(50, cfg.replace(schedule="constant")) == 1e-3
+
+
+def test_step_batches_are_a_function_of_step():
+    a = StepBatchSampler(20, 6, seed=3, start=0, stop=9)
+    b = StepBatchSampler(20, 6, seed=3, start=4, stop=9)
+    assert list(a)[4:] == list(b)
+    first_epoch = sum(list(a)[:3], [])
+    assert len(set(first_epoch)) == 18  # no repeats within an epoch
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    store = tiny_store()
+    ds = LabelledFrames(store, tiny_split(store).labelled_rows)
+    cfg = _loop_cfg()
+    full = train(_task(), {"labelled": (ds, 4)}, cfg, tmp_path / "a")
+
+    def crash(step, row):
+        if step == 4:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(_task(), {"labelled": (ds, 4)}, cfg, tmp_path / "b", on_step=crash)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 3
+    resumed = train(_task(seed=123), {"labelled": (ds, 4)}, cfg, tmp_path / "b")  # other init: overwritten
+    la = [r["loss_M"] for r in full]
+    lb = [r["loss_M"] for r in resumed]
+    assert len(la) == len(lb) == 6
+    assert la == lb  # exact, on CPU
+    assert len(set(la)) > 1
+
+
+def test_bn_frozen_keeps_running_stats_affine_trains(tmp_path):
+    store = tiny_store()
+    ds = LabelledFrames(store, tiny_split(store).labelled_rows)
+    task = _task("frozen")
+    bns = bn_modules(task.model)
+    stats0 = [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in bns]
+    w0 = [m.weight.detach().clone() for m in bns]
+    train(task, {"labelled": (ds, 4)}, _loop_cfg(steps=3, eval_every=2, lr=1e-2), tmp_path)
+    for m, (mu, var, nb) in zip(bns, stats0):
+        assert torch.equal(m.running_mean, mu) and torch.equal(m.running_var, var)
+        assert int(m.num_batches_tracked) == nb
+    assert any(not torch.equal(m.weight, w) for m, w in zip(bns, w0))
+    # control: batch-statistics phase does update them
+    task_b = _task("batch")
+    mu_b = bn_modules(task_b.model)[0].running_mean.clone()
+    train(task_b, {"labelled": (ds, 4)}, _loop_cfg(steps=1), tmp_path / "b")
+    assert not torch.equal(bn_modules(task_b.model)[0].running_mean, mu_b)
+
+
+def test_freeze_helper_survives_as_eval_mode_only_for_bn():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5)).train()
+    freeze_bn_stats(m)
+    assert m[0].training and m[2].training and not m[1].training
+    assert m[1].weight.requires_grad and m[1].bias.requires_grad
+
+
+class _NaNTask:
+    """A linear model whose loss turns NaN at step 3 (1-based)."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.net = nn.Linear(3, 1)
+        self.modules, self.optimised = {"M": self.net}, {"M": list(self.net.parameters())}
+
+    def train_mode(self):
+        self.net.train()
+
+    def step(self, batch, step):
+        x = batch["d"]["x"]
+        loss = self.net(x).pow(2).mean()
+        if step == 2:
+            loss = loss * float("nan")
+        return {"M": loss}, {}
+
+
+class _Vecs(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x = torch.randn(16, 3)
+
+    def __len__(self):
+        return 16
+
+    def __getitems__(self, idx):
+        return {"x": self.x[idx]}
+
+
+def test_nan_guard_names_step_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = _loop_cfg(ckpt_every=1, warmup_steps=0)
+    with pytest.raises(NonFiniteError, match="at step 3"):
+        train(_NaNTask(), {"d": (_Vecs(), 4)}, cfg, tmp_path)
+    st = load_checkpoint(tmp_path / "last.pt")
+    assert st["step"] == 2
+    assert all(torch.isfinite(v).all() for v in st["modules"]["M"].values())
+
+
+@pytest.mark.parametrize("bad,field", [({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"),
+                                       ({"precision": "fp8"}, "precision"), ({"device": "tpu"}, "device")])
+def test_loop_config_bad_values_name_field(bad, field):
+    with pytest.raises(ConfigError, match=field):
+        LoopConfig.from_params(bad)
+
+
+@pytest.mark.parametrize("bad,field", [({"fraction": 0.0}, "fraction"), ({"bn_phase": "x"}, "bn_phase"),
+                                       ({"bn_phase": "frozen"}, "init_checkpoint"), ({"protocol": 3}, "protocol"),
+                                       ({"image_size": 100}, "image_size"), ({"lambda_z": -1.0}, "lambda_z"),
+                                       ({"batch_size": 1}, "batch_size"), ({"dataset": "fphab"}, "root")])
+def test_pretrain_config_bad_values_name_field(bad, field):
+    with pytest.raises(ConfigError, match=field):
+        PretrainConfig.from_params(bad)
+
+
+def test_run_pretrain_writes_record(tmp_path):
+    store = tiny_store()
+    cfg = PretrainConfig(image_size=SIZE, steps=3, frozen_steps=2, batch_size=4, warmup_steps=1, ckpt_every=0,
+                         eval_every=2, device="cpu", precision="fp32", smoke=True, progress=False,
+                         results=str(tmp_path / "res"), cache_root=str(tmp_path / "cache"))
+    out = run_pretrain(cfg, data=types.SimpleNamespace(store=store), split=tiny_split(store))
+    d = out["dir"]
+    cfgj, met = json.loads((d / "config.json").read_text()), json.loads((d / "metrics.json").read_text())
+    assert cfgj["config"]["scale_source"] == "gt" and met["scale_source"] == "gt"
+    for k in ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "auc_rr", "epe_2d"):
+        assert np.isfinite(met["test"]["overall"][k])
+    assert set(met["test"]["per_action"]) == set(store.meta["action"][tiny_split(store).test_rows])
+    hist = pd.read_csv(d / "history.csv")
+    assert list(hist["step"]) == [1, 2, 3, 4, 5] and list(hist["phase"]) == ["batch"] * 3 + ["frozen"] * 2
+    assert "eval_val_mpjpe_rr" in hist.columns
+    assert (tmp_path / "cache" / "checkpoints" / out["run_id"] / "frozen" / "last.pt").exists()
