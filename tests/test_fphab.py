@@ -88,6 +88,9 @@ def test_read_split_file_and_counts(tree):
     bad.write_text("Training 2\nSubject_1/a/1 0\nTest 0\n")
     with pytest.raises(DatasetError, match="bad.txt.*header says 2"):
         fphab.read_split_file(bad)
+    bad.write_text("Training 1\nSubject_1/a/1 zero\nTest 0\n")
+    with pytest.raises(DatasetError, match=r"bad.txt:2: expected"):
+        fphab.read_split_file(bad)
 
 
 def test_loader_values_exact_in_canonical_order(tree, tmp_path, caplog):
@@ -232,3 +235,28 @@ def test_registry_dispatch(tree, tmp_path):
         load_dataset("ho3d")
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("bighand", root=tree)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crop_image_and_crop_K_agree(seed):
+    """A blob drawn at a known pixel lands where the crop K projects it, also for boxes
+    that leave the image (zero padding) and for up- and down-scaling."""
+    rng = np.random.default_rng(seed)
+    H, W = 240, 320
+    K = np.array([[300.0, 0, 160.0], [0, 310.0, 120.0], [0, 0, 1]])
+    side = rng.uniform(20, 400)
+    sigma = max(side / 25, 1.5)
+    m = 4 * sigma  # the blob lies inside the image; the box may not
+    u, v = rng.uniform(m, W - m), rng.uniform(m, H - m)
+    box = np.array([u - side * rng.uniform(0.3, 0.7), v - side * rng.uniform(0.3, 0.7), side, side])
+    ys, xs = np.mgrid[:H, :W]
+    g = np.exp(-((xs - u) ** 2 + (ys - v) ** 2) / (2 * sigma**2))
+    img = np.repeat((g * 255).astype(np.uint8)[..., None], 3, -1)
+    out = 96 if seed % 2 else 48  # seed 3 upscales (side 53 px -> 96 px)
+    crop = realdata.crop_image(img, box, out).astype(np.float64)[..., 0]
+    Kc = realdata.crop_K(K, box, out)
+    p = Kc @ np.linalg.solve(K, [u, v, 1.0])
+    cy, cx = np.mgrid[:out, :out]
+    assert crop.sum() > 0
+    est = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
+    np.testing.assert_allclose(est, p[:2] / p[2], atol=0.15)

@@ -6,7 +6,7 @@ import torch
 
 from handlib.data.datasets import FrameStore, LabelledFrames
 from handlib.data.handsim.augment import AugmentConfig, HandAugment, camera_change, warp_images
-from handlib.geometry import project, to_25d
+from handlib.geometry import project
 
 S = 64
 

@@ -32,7 +32,7 @@ def test_store_shapes_and_ids(hs):
     seqs = hs.sequences
     assert len(seqs) == cfg.n_subjects * len(cfg.actions) * cfg.n_reps
     assert seqs["sequence"].iloc[0] == "S1/fist/1"
-    for sid, g in st.meta.groupby("sequence", sort=False):  # rows contiguous and frame ordered
+    for _, g in st.meta.groupby("sequence", sort=False):  # rows contiguous and frame ordered
         assert (np.diff(g.index) == 1).all() and (g["frame"].to_numpy() == np.arange(len(g))).all()
     assert (st.j3d[..., 2] > 100).all()  # in front of the camera, mm
     assert st.images.std() > 10  # not blank
@@ -185,3 +185,24 @@ def test_appearance_shift_controls_between_sequence_variation():
     bg1, skin1 = spread(1.0)
     assert skin0 < 1e-9 and skin1 > 5
     assert bg1 > 3 * bg0
+
+
+@pytest.mark.parametrize("mode", ["ego", "third"])
+def test_hand_stays_in_view_at_hand_like_distances(mode):
+    from handlib.data.handsim.camera import FRAME_H, FRAME_W, project_np
+    from handlib.data.handsim.motion import ACTION_NAMES, subject_style
+    from handlib.data.handsim.scene import build_sequence
+
+    rng = np.random.default_rng(5)
+    canon = make_canon(rng)
+    inside, depth = [], []
+    for a in ACTION_NAMES:
+        subj = make_subject("S", rng)
+        sc = build_sequence(a, subj, subject_style(rng), 45, mode, 64, rng, canon, 1.0)
+        uv = project_np(sc["j3d"].astype(np.float64), sc["K"])
+        inside.append(((uv[..., 0] >= 0) & (uv[..., 0] < FRAME_W) & (uv[..., 1] >= 0) & (uv[..., 1] < FRAME_H)).mean())
+        depth.append(sc["j3d"][:, 0, 2])
+    assert np.mean(inside) > 0.98 and min(inside) > 0.8
+    z = np.concatenate(depth)
+    lo, hi = (200, 700) if mode == "ego" else (300, 950)  # FPHAB-like 250-600 mm, HO3D-like further
+    assert lo < np.percentile(z, 5) and np.percentile(z, 95) < hi

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from handlib.data.handsim.anatomy import DIP_COUPLING, LIMITS, forward_kinematics, make_subject
-from handlib.data.handsim.motion import (ACTION_NAMES, FPS, KEY_POSES, interpolate_keyframes, min_jerk,
-                                         sample_action_track, subject_style)
+from handlib.data.handsim.motion import (
+    ACTION_NAMES,
+    FPS,
+    KEY_POSES,
+    interpolate_keyframes,
+    min_jerk,
+    sample_action_track,
+    subject_style,
+)
 from handlib.skeleton import BONES, bone_lengths
 
 
@@ -40,8 +47,11 @@ def test_kinematics_is_a_right_hand_that_curls_to_the_palm():
     # flexion brings the finger tips to the palm side (b < 0) and back towards the wrist
     assert (fist[[8, 12, 16, 20], 2] < -15).all()
     assert (fist[[8, 12, 16, 20], 0] < open_[[8, 12, 16, 20], 0] - 40).all()
-    # d x r = b: the frame is right-handed
-    np.testing.assert_allclose(np.cross([1, 0, 0], [0, 1, 0]), [0, 0, 1])
+    # chirality, free of any frame: for a right hand (index MCP - wrist) x (pinky MCP - wrist)
+    # points out of the palm, where a fist's finger tips are; a mirrored (left) hand fails this
+    for pose in (open_, fist):
+        n = np.cross(pose[5] - pose[0], pose[17] - pose[0])
+        assert n @ (fist[[8, 12, 16, 20]].mean(0) - fist[0]) > 0
 
 
 def test_min_jerk_profile_and_continuous_velocity():

@@ -171,7 +171,7 @@ def test_missing_image_and_bad_shape_name_path(tree, tmp_path):
 def test_check_command_on_fixture(tree, capsys):
     assert cli(["check", "ho3d", str(tree)]) == 0
     out = capsys.readouterr().out
-    assert "83325" in out and "20137" in out and "problems (0)" in out
+    assert "78297" in out and "20137" in out and "83325" in out and "problems (0)" in out
     assert "6 of 7 listed frames usable, 1 with None annotations excluded" in out
     (tree / "evaluation" / "SM1" / "rgb" / "0001.jpg").unlink()
     (tree / "train" / "ABF10" / "meta" / "0001.pkl").write_bytes(b"garbage")
@@ -218,3 +218,12 @@ def test_read_motion_matches_loader(tree, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-4)
     with pytest.raises(ValueError, match="training split only"):
         ho3d.read_motion(tree, split="evaluation")
+
+
+def test_check_decode_finds_unreadable_image(tree, capsys):
+    bad = tree / "train" / "ABF10" / "rgb" / "0003.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert cli(["check", "ho3d", str(tree)]) == 0  # exists: fine without decoding
+    capsys.readouterr()
+    assert cli(["check", "ho3d", str(tree), "--decode"]) == 1
+    assert f"{bad}: unreadable image" in capsys.readouterr().out

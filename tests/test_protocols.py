@@ -79,6 +79,12 @@ def test_p2_whole_sequences_stratified_and_seeded():
     assert other.labelled_sequences != sp.labelled_sequences
 
 
+def test_round_half_up_counts():
+    meta = make_meta(n_train=20)
+    assert len(make_split(meta, protocol=2, fraction=0.125, val_fraction=0.0).labelled_sequences) == 3  # 2.5
+    assert len(make_split(meta, protocol=2, fraction=0.175, val_fraction=0.0).labelled_sequences) == 4  # 3.5
+
+
 def test_p2_small_fraction_and_full_fraction():
     meta = make_meta(n_train=40)
     tiny = make_split(meta, protocol=2, fraction=0.00625, seed=0)
@@ -156,7 +162,7 @@ def test_property_never_leaks(n_train, n_test, length, fraction, protocol, val_f
     assert (meta["split"][sp.labelled_rows] == "train").all() and len(sp.labelled_rows) > 0
     assert not set(sp.val_sequences) & (lab_seqs | set(sp.unlabelled_sequences))
     if protocol == 2:
-        n_lab = max(1, round(fraction * n_train))
+        n_lab = max(1, int(np.floor(fraction * n_train + 0.5)))
         assert len(lab_seqs) == n_lab if not sp.notes else len(lab_seqs) < n_lab
         assert not lab_seqs & set(sp.unlabelled_sequences)
     roles = sp.to_frame()["role"]
@@ -174,7 +180,7 @@ def test_protocols_on_handsim(tmp_path):
                         motion_source="corpus")
         assert_no_leak(sp)
         assert set(meta["split"][sp.test_rows]) == {"test"} and len(sp.test_rows) > 0
-        assert len(sp.val_sequences) == max(1, round(0.2 * n_train))
+        assert len(sp.val_sequences) == max(1, int(np.floor(0.2 * n_train + 0.5)))
         assert motion_for_split(hs.store, sp, hs.motion) is hs.motion
         df = pd.read_csv(sp.to_csv(tmp_path / f"p{protocol}.csv"))
         assert (df.groupby("sequence")["role"].agg(lambda r: "test" in set(r) and len(set(r)) > 1)).sum() == 0
@@ -183,3 +189,14 @@ def test_protocols_on_handsim(tmp_path):
         frames = meta.loc[sp1.labelled_rows][meta.loc[sp1.labelled_rows, "sequence"] == seq]["frame"]
         n = int((meta["sequence"] == seq).sum())
         assert len(frames) == len(p1_positions(n, 0.1))
+
+
+def test_check_command_handsim(tmp_path, capsys):
+    from handlib.data.__main__ import main as cli
+
+    assert cli(["check", "handsim"]) == 0
+    out = capsys.readouterr().out
+    assert "handsim" in out and "train" in out and "test" in out and "motion corpus" in out
+    assert "problems (0)" in out
+    assert cli(["check", "handsim", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -66,13 +66,13 @@ def read_split_file(path: str | os.PathLike) -> dict[str, list[tuple[str, int]]]
         parts = line.split()
         if not parts:
             continue
-        if parts[0] in ("Training", "Test") and len(parts) == 2:
+        if len(parts) != 2 or not parts[1].isdigit() or (cur is None and parts[0] not in ("Training", "Test")):
+            raise DatasetError(f"{path}:{lineno}: expected 'Training N' / 'Test N' headers and "
+                               f"'path class' lines, got {line!r}")
+        if parts[0] in ("Training", "Test"):
             cur = "train" if parts[0] == "Training" else "test"
             declared[cur] = int(parts[1])
             continue
-        if cur is None or len(parts) != 2:
-            raise DatasetError(f"{path}:{lineno}: expected 'Training N' / 'Test N' headers and "
-                               f"'path class' lines, got {line!r}")
         out[cur].append((parts[0].strip("/"), int(parts[1])))
     for split in ("train", "test"):
         if split not in declared:
@@ -124,43 +124,38 @@ class Scan:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def scan_fphab(root, margin: float = 0.25, raise_on_problem: bool = True, strict: bool = False) -> Scan:
+def scan_fphab(root, margin: float = 0.25, raise_on_problem: bool = True, strict: bool = False,
+               skip_missing_images: bool = False) -> Scan:
     """Parse the split file and every skeleton, check every image exists, build FrameSpecs.
 
     Sequences with an empty or missing skeleton are skipped (``skipped``; an error if
     ``strict`` and not in ``KNOWN_EMPTY``). Missing images and malformed skeletons are
-    problems: raised at once if ``raise_on_problem``, else collected.
+    problems: raised at once if ``raise_on_problem``, else collected; with
+    ``skip_missing_images`` a missing image is collected (its frame dropped), never raised.
     """
     root = check_layout(root)
     split = read_split_file(root / SPLIT_FILE)
     scan = Scan()
 
-    def problem(path, reason):
-        if raise_on_problem:
-            raise DatasetError(f"{path}: {reason}")
-        scan.problems.append((str(path), reason))
-
     for name, entries in split.items():
         for seq, _cls in entries:
             skel = root / POSE_DIR / seq / "skeleton.txt"
-            if not skel.exists() or skel.stat().st_size == 0:
-                reason = "missing skeleton.txt" if not skel.exists() else "empty skeleton.txt"
+            frames = np.zeros(0)
+            if skel.exists():
+                try:
+                    frames, jw = read_skeleton(skel)
+                except DatasetError as e:
+                    if raise_on_problem:
+                        raise
+                    scan.problems.append((str(skel), str(e).split(": ", 1)[-1]))
+                    continue
+            if len(frames) == 0:
+                reason = "empty skeleton.txt" if skel.exists() else "missing skeleton.txt"
                 known = seq in KNOWN_EMPTY
                 if strict and not known:
                     raise DatasetError(f"{skel}: {reason}")
                 scan.skipped.append((str(skel), reason + (" (known, official README)" if known else "")))
                 log.warning("FPHAB: skipping %s: %s", skel, reason)
-                continue
-            try:
-                frames, jw = read_skeleton(skel)
-            except DatasetError as e:
-                if raise_on_problem:
-                    raise
-                scan.problems.append((str(skel), str(e).split(": ", 1)[-1]))
-                continue
-            if len(frames) == 0:
-                scan.skipped.append((str(skel), "skeleton.txt has no frames"))
-                log.warning("FPHAB: skipping %s: no frames", skel)
                 continue
             parts = seq.split("/")
             subject, action = parts[0], parts[1] if len(parts) > 1 else ""
@@ -170,7 +165,10 @@ def scan_fphab(root, margin: float = 0.25, raise_on_problem: bool = True, strict
             for t, f in enumerate(frames):
                 img = image_path(root, seq, int(f))
                 if not img.exists():
-                    problem(img, "missing image")
+                    if raise_on_problem and not skip_missing_images:
+                        raise DatasetError(f"{img}: missing image (load_fphab(..., missing_images='skip') "
+                                           "drops such frames; `python -m handlib.data check fphab ROOT` lists all)")
+                    scan.problems.append((str(img), "missing image"))
                     continue
                 scan.specs.append(FrameSpec(
                     image=str(img), j3d=cam[t].astype(np.float32), K=CAM_INTR.copy(),
@@ -192,7 +190,7 @@ def load_fphab(root, image_size: int = 128, cache_root=None, margin: float = 0.2
     root = check_layout(root)
 
     def make_specs():
-        scan = scan_fphab(root, margin=margin, strict=strict, raise_on_problem=missing_images == "raise")
+        scan = scan_fphab(root, margin=margin, strict=strict, skip_missing_images=missing_images == "skip")
         for path, reason in scan.problems:
             log.warning("FPHAB: dropping %s: %s", path, reason)
         info = {"skipped": scan.skipped, "dropped": scan.problems,

@@ -43,10 +43,11 @@ from handlib.skeleton import CANON_TO_MANO, MANO_TO_CANON
 log = logging.getLogger(__name__)
 
 SPLITS = {"train": "train", "evaluation": "test"}  # HO3D split name -> store split
-# Official README: 103,462 annotated images in v3; official eval scripts: 20,137 evaluation
-# frames, hence 83,325 train.txt lines. The same scripts' db_size gives 78,297 "training" samples.
-PUBLISHED_FRAMES = {"train": 83325, "evaluation": 20137}
-PUBLISHED_TRAIN_DB_SIZE = 78297
+# Published sizes: the official evaluation scripts (db_size) give 78,297 training and
+# 20,137 evaluation samples for v3 (v2: 66,034 / 11,524, which are the list-file lengths);
+# the official README counts 103,462 annotated images in v3, i.e. 83,325 training images.
+PUBLISHED_FRAMES = {"train": 78297, "evaluation": 20137}
+PUBLISHED_TRAIN_IMAGES = 83325
 GL_TO_CV = np.array([1.0, -1.0, -1.0])
 NUM_VERTS = 778
 

@@ -5,8 +5,8 @@
   whole sequence is also unlabelled video. Positions count the sequence's frames in
   order (not the ``frame`` numbers, which may skip excluded frames).
 - **Protocol 2** (the paper's): whole training sequences are labelled, ``fraction`` of
-  them, stratified by (subject, action) and seeded; the other training sequences are
-  unlabelled video.
+  them (rounded half up, at least one), stratified by (subject, action) and seeded;
+  the other training sequences are unlabelled video.
 
 Validation (honest model selection, never the test split): ``val_fraction`` of the
 training sequences, stratified and seeded, fully labelled, and used for nothing else.
@@ -96,6 +96,11 @@ def label_step(fraction: float) -> int:
     return max(1, int(1.0 / fraction + 1e-9))
 
 
+def round_half_up(x: float) -> int:
+    """Sequence counts round x.5 up (Python's ``round`` rounds half to even: 2.5 -> 2)."""
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
 def p1_positions(n: int, fraction: float) -> np.ndarray:
     """Labelled positions in an n-frame sequence: 0, k, 2k, ... and n-1 (k = int(1/fraction))."""
     if n <= 0:
@@ -143,7 +148,7 @@ def make_split(meta: pd.DataFrame, protocol: int = 2, fraction: float = 0.1, see
     seqs = _sequence_table(meta)
     all_seqs = list(seqs["sequence"])
     n_seq = len(all_seqs)
-    n_val = int(round(cfg.val_fraction * n_seq)) if cfg.val_fraction > 0 else 0
+    n_val = round_half_up(cfg.val_fraction * n_seq) if cfg.val_fraction > 0 else 0
     if cfg.val_fraction > 0 and n_seq > 1:
         n_val = max(1, n_val)
     notes: list[str] = []
@@ -152,7 +157,7 @@ def make_split(meta: pd.DataFrame, protocol: int = 2, fraction: float = 0.1, see
         pool = [s for s in all_seqs if s not in set(val)]
         labelled_seqs, video = pool, pool
     else:
-        n_lab = max(1, int(round(cfg.fraction * n_seq)))
+        n_lab = max(1, round_half_up(cfg.fraction * n_seq))
         labelled_seqs = stratified_choice(seqs, n_lab, rng)
         rest = seqs[~seqs["sequence"].isin(labelled_seqs)]
         val = stratified_choice(rest, n_val, rng)

@@ -35,7 +35,7 @@ def load_dataset(name: str, root=None, image_size: int | None = None, preset: st
         return load_handsim(preset=preset, cache_root=cache_root, **kw)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
-    if root is None:
+    if not root:
         raise DatasetError(f"{name}: a root directory is required (the data cannot be downloaded here)")
     size = 128 if image_size is None else image_size
     if name == "fphab":
@@ -76,7 +76,11 @@ class CheckReport:
         out += [f"  {p}: {r}" for p, r in self.skipped]
         out.append(f"problems ({len(self.problems)}):")
         out += [f"  {p}: {r}" for p, r in self.problems]
-        out.append("OK" if self.ok else f"FOUND {len(self.problems)} PROBLEM(S)")
+        differ = any((c.get("published_sequences") not in (None, c["sequences"]))
+                     or (c.get("published_frames") not in (None, c["frames"])) for c in self.counts.values())
+        last = "OK: no problems" if self.ok else f"FOUND {len(self.problems)} PROBLEM(S)"
+        out.append(last + ("; counts differ from the published ones (incomplete or other release?)"
+                           if differ else ""))
         return out
 
 
@@ -117,8 +121,8 @@ def check_ho3d(root, decode: bool = False) -> CheckReport:
                              "published_sequences": None, "published_frames": ho3d.PUBLISHED_FRAMES[split]}
         rep.notes.append(f"{split}: {len(specs)} of {scan.listed[split]} listed frames usable, "
                          f"{scan.excluded[split]} with None annotations excluded")
-    rep.notes.append(f"frames = lines of train.txt / evaluation.txt; the official scripts' db_size "
-                     f"counts {ho3d.PUBLISHED_TRAIN_DB_SIZE} training samples")
+    rep.notes.append(f"frames = lines of train.txt / evaluation.txt; published = the official scripts' "
+                     f"db_size (the README's total implies {ho3d.PUBLISHED_TRAIN_IMAGES} training images)")
     if decode:
         _decode_all(scan.specs, rep)
     return rep
@@ -179,6 +183,6 @@ def check_dataset(name: str, root=None, decode: bool = False) -> CheckReport:
 
 
 def _need_root(name: str, root):
-    if root is None:
+    if not root:
         raise DatasetError(f"{name}: ROOT is required")
     return root

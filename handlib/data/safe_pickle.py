@@ -32,9 +32,9 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 def _allowed() -> dict[tuple[str, str], object]:
-    mu = np._core.multiarray
-    recon, scalar = mu._reconstruct, mu.scalar
-    frombuffer = np._core.numeric._frombuffer
+    core = getattr(np, "_core", None) or np.core  # numpy 2.x / 1.x
+    recon, scalar = core.multiarray._reconstruct, core.multiarray.scalar
+    frombuffer = core.numeric._frombuffer
     allow: dict[tuple[str, str], object] = {}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x and 2.x names
         allow[(mod, "_reconstruct")] = recon

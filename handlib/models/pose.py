@@ -16,7 +16,7 @@ decoder costs a few percent of the backbone's FLOPs.
 z_rel is predicted scale-normalised (divided by the reference bone length C,
 ``skeleton.REF_BONE``) and multiplied by C at the model's edge. The root's z_rel is 0 by
 construction. Root depth: closed form (``geometry.root_depth``, detached) + a refinement MLP
-(PeCLR / Spurr et al. ECCV'20: 21 normalised z_rel + 42 K^-1-normalised 2D coords + closed-form
+(PeCLR / Spurr et al. ECCV'20, inputs detached: 21 normalised z_rel + 42 K^-1-normalised 2D coords + closed-form
 root depth / C = 64 inputs; 2 x (128, BN, LeakyReLU); 1 output, a correction in units of C,
 initialised at zero). j3d from Eq. 3 (``geometry.from_25d``). Geometry runs in fp32.
 
@@ -164,8 +164,9 @@ class PoseModel(nn.Module):
         zcf = zcf.clamp(*ZCF_CLAMP)
         if self.refiner is None:
             return zcf
-        xy_n = normalize_points(j2d, K)[..., :2]  # (B, 21, 2)
-        return zcf + self.refiner(z_rel_n, xy_n, zcf)
+        # inputs detached: the root loss trains the MLP only, the backbone learns from Eq. 2
+        xy_n = normalize_points(j2d.detach(), K)[..., :2]  # (B, 21, 2)
+        return zcf + self.refiner(z_rel_n.detach(), xy_n, zcf)
 
 
 def count_parameters(model: nn.Module) -> int:

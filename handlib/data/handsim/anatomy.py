@@ -77,7 +77,7 @@ class Subject:
     lengths: np.ndarray  # (5, 3) mm
     radii: np.ndarray  # (5, 3, 2) mm
     skin: np.ndarray  # (3,) sRGB 0-255
-    palm: np.ndarray  # (8, 2) palm outline (d, r) mm
+    palm: np.ndarray  # (11, 2) palm outline (d, r) mm
 
 
 def make_subject(name: str, rng: np.random.Generator, size_range=(0.85, 1.15), bone_jitter: float = 0.04) -> Subject:

@@ -11,7 +11,7 @@ real finger movements.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,7 +70,6 @@ class Action:
     move_s: tuple = (0.35, 0.8)  # transition duration range (s)
     hold_s: tuple = (0.05, 0.5)  # hold duration range (s)
     pose_jitter: float = 4.0  # deg, per keyframe
-    extra: dict = field(default_factory=dict)
 
 
 _M = (25.0, 25.0, 20.0)

@@ -133,8 +133,10 @@ def render_sequence(scene: dict, look: Look, size: int, rng: np.random.Generator
     cap_polys = np.concatenate([c[0] for c in cap], 1)  # (T, 17, 3, 14, 2)
     cap_cols = np.concatenate([c[1] for c in cap], 1)
     cap_depth = np.concatenate([c[2] for c in cap], 1)
-    cap_depth[:, 15] += 25 * s  # the forearm sits behind the palm where they overlap
-    cap_depth[:, 16] += 60 * s
+    # the forearm and sleeve are drawn first (behind the hand): a forearm pointing at the camera
+    # would otherwise hide the whole hand, which egocentric views almost never show
+    cap_depth[:, 15] = 1e6
+    cap_depth[:, 16] = 2e6
     # palm slab: convex hull of its 16 corners; palmar side lighter than the back
     pv = palm_vertices(subj) @ np.swapaxes(R, -1, -2) + j3d[:, :1]  # (T, 16, 3)
     b = R[:, :, 2]  # back-of-hand normal in camera frame

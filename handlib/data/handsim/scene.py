@@ -30,8 +30,9 @@ def _look_params(rng: np.random.Generator) -> dict:
     light = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.9, 0.3), -rng.uniform(0.3, 1.0)])
     warm = rng.uniform(0, 1)
     tint = (1 - warm) * np.array([0.88, 0.97, 1.12]) + warm * np.array([1.1, 1.0, 0.85])
-    return {"light": light / np.linalg.norm(light), "ambient": rng.uniform(0.3, 0.6), "diffuse": rng.uniform(0.35, 0.75),
-            "tint": tint * rng.uniform(0.75, 1.2), "sleeve": rng.uniform(20, 230, 3), "obj_color": rng.uniform(20, 240, 3),
+    return {"light": light / np.linalg.norm(light), "ambient": rng.uniform(0.3, 0.6),
+            "diffuse": rng.uniform(0.35, 0.75), "tint": tint * rng.uniform(0.75, 1.2),
+            "sleeve": rng.uniform(20, 230, 3), "obj_color": rng.uniform(20, 240, 3),
             "stripe": rng.uniform(20, 240, 3), "noise": rng.uniform(0.2, 1.0), "blur": rng.uniform(0.0, 1.0),
             "skin": rng.uniform(0, 1)}
 
@@ -124,10 +125,10 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
     j3d[..., 2] += dz
     pos[:, 2] += dz
     # forearm (rendering only): between the hand's long axis and the direction of the body
-    shoulder = np.array([180.0, 320.0, -80.0]) if mode == "ego" else pos.mean(0) + np.array([120.0, 350.0, 250.0])
+    shoulder = np.array([200.0, 550.0, -50.0]) if mode == "ego" else pos.mean(0) + np.array([120.0, 350.0, 250.0])
     to_body = shoulder - pos
     to_body /= np.linalg.norm(to_body, axis=-1, keepdims=True)
-    fore = 0.5 * (-Rf[:, :, 0]) + 0.5 * to_body
+    fore = 0.35 * (-Rf[:, :, 0]) + 0.65 * to_body
     fore /= np.linalg.norm(fore, axis=-1, keepdims=True)
     box = camera.crop_boxes(camera.project_np(j3d, K), rng)
     obj = None
