@@ -85,6 +85,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         repro.atomic_write_json(p, {"a": object()})
     assert json.loads(p.read_text()) == {"a": 1}
     assert sorted(os.listdir(tmp_path)) == ["m.json"]
+    assert p.stat().st_mode & 0o044  # readable by others, not mkstemp's 0600
 
 
 def test_paths_env_override(tmp_path, monkeypatch):

@@ -87,3 +87,15 @@ def test_colour_jitter_changes_pixels_but_not_labels():
     ident = warp_images(plain["image"], torch.eye(3).expand(6, 3, 3))
     torch.testing.assert_close(ident, plain["image"], atol=1e-5, rtol=0)
     assert math.isfinite(float(out["image"].sum()))
+
+
+def test_colour_maps_identity_and_grayscale():
+    img = torch.rand(4, 3, 16, 16)
+    zero = AugmentConfig(brightness=0, contrast=0, saturation=0, hue=0, grayscale_p=0)
+    from handlib.data.handsim.augment import colour_jitter
+    torch.testing.assert_close(colour_jitter(img, zero), img, atol=1e-6, rtol=0)
+    gray = colour_jitter(img, zero.replace(grayscale_p=1.0))
+    torch.testing.assert_close(gray[:, 0], gray[:, 1])
+    torch.testing.assert_close(gray[:, 1], gray[:, 2])
+    from torchvision.transforms.v2 import functional as F_v2
+    torch.testing.assert_close(gray[:, :1], F_v2.rgb_to_grayscale(img), atol=1e-4, rtol=0)

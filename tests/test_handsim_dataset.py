@@ -148,7 +148,7 @@ def test_interrupted_generation_leaves_no_complete_cache(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         load_handsim("smoke", cache_root=tmp_path, progress=False, **TINY)
     root = tmp_path / "handsim"
-    assert list(root.iterdir()) == []  # neither a final nor a temporary directory is left
+    assert [p for p in root.iterdir() if not p.name.endswith(".lock")] == []  # no final, no temporary dir
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -206,3 +206,20 @@ def test_hand_stays_in_view_at_hand_like_distances(mode):
     z = np.concatenate(depth)
     lo, hi = (200, 700) if mode == "ego" else (300, 950)  # FPHAB-like 250-600 mm, HO3D-like further
     assert lo < np.percentile(z, 5) and np.percentile(z, 95) < hi
+
+
+def test_concurrent_loads_generate_once(tmp_path, monkeypatch):
+    import threading
+
+    calls = []
+    real = hsd.generate
+    monkeypatch.setattr(hsd, "generate", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    cfg = first_cfg(dict(n_subjects=1, actions=("wave",), **TINY))
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(hsd.ensure_cache(cfg, tmp_path, False))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(paths) == 2 and paths[0] == paths[1]
+    assert hsd.verify_cache(paths[0], cfg, "full") is None

@@ -181,6 +181,13 @@ def test_check_command_on_fixture(tree, capsys):
     assert "ABF10/meta/0001.pkl: unreadable pickle" in out
 
 
+def test_bad_list_line_names_file(tree, capsys):
+    (tree / "evaluation.txt").write_text("SM1/0000\nSM1-0001\n")
+    assert cli(["check", "ho3d", str(tree)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluation.txt:2: expected 'SEQ/id'" in err and err.count("\n") == 1
+
+
 def test_check_command_wrong_layout(tmp_path, capsys):
     (tmp_path / "train").mkdir()
     assert cli(["check", "ho3d", str(tmp_path)]) == 2

@@ -70,7 +70,7 @@ def read_list(path: Path) -> list[tuple[str, str]]:
         if not line:
             continue
         parts = line.split("/")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
+        if len(parts) != 2 or not parts[0] or not parts[1].isdigit():
             raise DatasetError(f"{path}:{lineno}: expected 'SEQ/id', got {line!r}")
         out.append((parts[0], parts[1]))
     return out

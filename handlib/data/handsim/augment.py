@@ -7,7 +7,11 @@ keeps every label exact: the 3D joints turn about the camera's optical axis by t
 angle (j3d' = Rz j3d), the intrinsics get the zoom and the new principal point
 (K' = [[s fx, 0, cx'], [0, s fy, cy'], [0, 0, 1]]), and the image is warped by the affine map
 K' Rz K^-1 that this camera change induces, so ``project(j3d', K')`` lands on the moved
-pixels and z_rel is unchanged. Colour jitter and grayscale come from torchvision.transforms.v2.
+pixels and z_rel is unchanged. Colour jitter (brightness, contrast, saturation, hue, random
+grayscale with torchvision's ColorJitter/Grayscale semantics) is drawn per sample and folded
+into one affine colour map per image, so the whole batch costs one matmul; the warp runs
+through OpenCV per sample. (Per-sample torchvision.transforms.v2 calls ran at ~55 frames/s on
+this 2-core CPU, far below the training loop; this runs at several hundred.)
 Randomness comes from torch's global RNG (seed it with ``repro.seed_everything``).
 """
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
-import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from handlib.config import StageConfig, param
 
@@ -58,13 +62,56 @@ def camera_change(K: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shif
 
 
 def warp_images(img: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """Warp (B, C, H, W) by affine pixel maps M (B, 3, 3) old -> new (pixel centres at integers)."""
-    B, _, H, W = img.shape
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=img.dtype), torch.arange(W, dtype=img.dtype), indexing="ij")
-    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, -1, 3)  # (1, HW, 3) new pixels
-    src = pix @ torch.linalg.inv(M).to(img.dtype).transpose(-1, -2)  # (B, HW, 3) old pixels
-    grid = torch.stack([2 * src[..., 0] / (W - 1) - 1, 2 * src[..., 1] / (H - 1) - 1], -1).reshape(B, H, W, 2)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    """Warp (B, C, H, W) float images by affine pixel maps M (B, 3, 3) old -> new (pixel centres
+    at integers, reflected borders). OpenCV per sample on the channels-last memory."""
+    B, C, H, W = img.shape
+    hwc = img.permute(0, 2, 3, 1).contiguous().numpy()  # a view when img is channels-last already
+    out = np.empty_like(hwc)
+    A = M[:, :2, :].double().numpy()
+    for i in range(B):
+        cv2.warpAffine(hwc[i], A[i], (W, H), dst=out[i], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def colour_matrices(img: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample colour jitter as one affine colour map ``out = A @ rgb + o``: brightness,
+    contrast, saturation (factors uniform in [1 - x, 1 + x] as in torchvision's ColorJitter),
+    a hue rotation of the chroma plane (YIQ), and random grayscale. Returns A (B, 3, 3), o (B, 3)."""
+    B = img.shape[0]
+    w = _GRAY.to(img.dtype)  # (3,) luma weights, as torchvision's rgb_to_grayscale
+    u = lambda x: 1 + (torch.rand(B) * 2 - 1) * x
+    b, c, s = u(cfg.brightness), u(cfg.contrast), u(cfg.saturation)
+    mean_gray = img.mean(dim=(-1, -2)) @ w  # (B,) mean grey level of the input
+    eye = torch.eye(3).expand(B, 3, 3)
+    A = (c * b)[:, None, None] * eye  # brightness, then contrast about the mean grey level
+    o = ((1 - c) * b * mean_gray)[:, None].expand(B, 3)
+    S = s[:, None, None] * eye + (1 - s)[:, None, None] * torch.ones(3, 1) * w  # saturation
+    A, o = S @ A, (S @ o[..., None])[..., 0]
+    if cfg.hue > 0:
+        th = (torch.rand(B) * 2 - 1) * cfg.hue * 2 * math.pi  # hue factor in turns, as torchvision
+        rot = torch.zeros(B, 3, 3)
+        rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2] = 1.0, torch.cos(th), -torch.sin(th)
+        rot[:, 2, 1], rot[:, 2, 2] = torch.sin(th), torch.cos(th)
+        H = torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ
+        A, o = H @ A, (H @ o[..., None])[..., 0]
+    if cfg.grayscale_p > 0:
+        g = (torch.rand(B) < cfg.grayscale_p)[:, None, None]
+        G = torch.ones(3, 1) * w
+        A, o = torch.where(g, G @ A, A), torch.where(g[:, 0], (G @ o[..., None])[..., 0], o)
+    return A, o
+
+
+def colour_jitter(img: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Apply ``colour_matrices`` to (B, 3, H, W) images in [0, 1] (one batched matmul)."""
+    A, o = colour_matrices(img, cfg)
+    B, C, H, W = img.shape
+    flat = img.permute(0, 2, 3, 1).reshape(B, H * W, C)  # channels-last rows of RGB
+    out = torch.baddbmm(o[:, None, :], flat, A.transpose(1, 2))
+    return out.clamp_(0, 1).reshape(B, H, W, C).permute(0, 3, 1, 2)
+
+
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_GRAY = torch.tensor([0.2989, 0.587, 0.114])  # torchvision.transforms.v2.functional.rgb_to_grayscale
 
 
 class HandAugment:
@@ -72,9 +119,6 @@ class HandAugment:
 
     def __init__(self, cfg: AugmentConfig | None = None):
         self.cfg = cfg or AugmentConfig()
-        c = self.cfg
-        self.colour = v2.Compose([v2.ColorJitter(c.brightness, c.contrast, c.saturation, c.hue),
-                                  v2.RandomGrayscale(c.grayscale_p)])
 
     def __call__(self, batch: dict) -> dict:
         img, j3d, K = batch["image"], batch["j3d"], batch["K"]
@@ -85,7 +129,7 @@ class HandAugment:
         shift = (torch.rand(B, 2, dtype=torch.float64) * 2 - 1) * c.shift * size
         Rz, Kn, M = camera_change(Kd, angle, zoom, shift, size)
         out = dict(batch)
-        out["image"] = torch.stack([self.colour(im) for im in warp_images(img, M.float())]).clamp_(0, 1)
+        out["image"] = colour_jitter(warp_images(img, M.float()), c)
         out["j3d"] = (j3d.double() @ Rz.transpose(-1, -2)).to(j3d.dtype)
         out["K"] = Kn.to(K.dtype)
         return out

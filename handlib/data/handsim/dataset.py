@@ -12,6 +12,7 @@ rebuilt.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -282,27 +283,43 @@ def cache_path(cfg: HandSimConfig, cache_root=None) -> Path:
     return cache_dir(cache_root) / "handsim" / f"{VERSION}-{cfg.hash()}"
 
 
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive advisory lock on ``path`` (POSIX); a no-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def ensure_cache(cfg: HandSimConfig, cache_root=None, progress: bool = True, verify: str = "auto") -> Path:
-    """Path of a verified cache for ``cfg``, generating (atomically) if missing or invalid."""
+    """Path of a verified cache for ``cfg``, generating (atomically) if missing or invalid.
+    Concurrent callers wait on a lock file; the second finds the first one's cache."""
     final = cache_path(cfg, cache_root)
     if final.exists() and verify_cache(final, cfg, verify) is None:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        tmp.rmdir()
-        generate(cfg, tmp, progress)
-        if final.exists():  # stale, corrupt or partial: move aside, then replace
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
-            os.replace(final, trash / "x")
-            shutil.rmtree(trash, ignore_errors=True)
+    with _lock(final.parent / f".{final.name}.lock"):
+        if final.exists() and verify_cache(final, cfg, verify) is None:  # built while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
         try:
+            tmp.rmdir()
+            generate(cfg, tmp, progress)
+            if final.exists():  # stale, corrupt or partial: move aside, then replace
+                trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+                os.replace(final, trash / "x")
+                shutil.rmtree(trash, ignore_errors=True)
             os.replace(tmp, final)
-        except OSError:  # another process finished first: keep theirs if it is valid
-            if verify_cache(final, cfg, "size") is not None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -104,7 +104,7 @@ def capsule_layers(p0, p1, r0, r1, K, base, look: Look, size: int, rim: bool = T
 
 
 def _hull_layers(pts3d: np.ndarray, K: np.ndarray, color: np.ndarray):
-    """Convex polygons of projected point sets: pts3d (T, V, 3) -> (uv (T, V, 2) sub-px int, colour, depth)."""
+    """Projected point sets: pts3d (T, V, 3) -> (uv (T, V, 2) sub-px int, colour, mean depth (T,))."""
     uv, _ = _proj(pts3d, K)
     return np.round(uv * _ONE).astype(np.int32), color, pts3d[..., 2].mean(-1)
 
@@ -114,7 +114,7 @@ def render_sequence(scene: dict, look: Look, size: int, rng: np.random.Generator
 
     ``scene`` holds (T = frames): j3d (T, 21, 3) mm camera frame, R (T, 3, 3) hand -> camera,
     forearm (T, 3) unit direction wrist -> elbow, Kc (T, 3, 3) crop intrinsics, box (T, 4) full-frame crops,
-    subject, and optionally obj (dict, see ``scene.object_geometry``)."""
+    subject, and optionally obj (dict, see ``scene.object_in_hand``)."""
     j3d, R, Kc, subj = scene["j3d"], scene["R"], scene["Kc"], scene["subject"]
     T = len(j3d)
     skin = np.asarray(look.skin, dtype=np.float64)
@@ -164,21 +164,24 @@ def render_sequence(scene: dict, look: Look, size: int, rng: np.random.Generator
     out = np.empty((T, size, size, 3), np.uint8)
     n_cap = cap_polys.shape[1]
     depth = np.concatenate([cap_depth, palm_depth[:, None]] + ([obj_prims[2][:, None]] if obj_prims else []), 1)
-    order = np.argsort(-depth, axis=1, kind="stable")
+    order = np.argsort(-depth, axis=1, kind="stable").tolist()
+    cap_cols = cap_cols.tolist()  # python lists: OpenCV wants tuples/lists of numbers per colour
+    palm_rim, palm_fill, palm_hl = (palm_col * 0.55).tolist(), palm_col.tolist(), palm_hl.tolist()
     aa = cv2.LINE_AA
     for t in range(T):
         img = cv2.warpAffine(bg, M[t], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         for i in order[t]:
             if i < n_cap:
-                for poly, col in zip(cap_polys[t, i], cap_cols[t, i]):
-                    cv2.fillPoly(img, [poly], col.tolist(), aa, SHIFT)
+                polys, cols = cap_polys[t, i], cap_cols[t][i]
+                for k in range(len(cols)):
+                    cv2.fillPoly(img, [polys[k]], cols[k], aa, SHIFT)
             elif i == n_cap:
                 hull = cv2.convexHull(palm_uv[t])
-                cv2.polylines(img, [hull], True, (palm_col[t] * 0.55).tolist(), rim_w, aa, SHIFT)
-                cv2.fillPoly(img, [hull], palm_col[t].tolist(), aa, SHIFT)
+                cv2.polylines(img, [hull], True, palm_rim[t], rim_w, aa, SHIFT)
+                cv2.fillPoly(img, [hull], palm_fill[t], aa, SHIFT)
                 c = hull.mean(0)  # a soft highlight towards the light gives the palm volume
                 inner = (c + 0.55 * (hull - c) + palm_hl_off[t]).astype(np.int32)
-                cv2.fillPoly(img, [inner], palm_hl[t].tolist(), aa, SHIFT)
+                cv2.fillPoly(img, [inner], palm_hl[t], aa, SHIFT)
             else:
                 for poly, col in obj_prims[0](t):
                     cv2.fillPoly(img, [poly], col, aa, SHIFT)
