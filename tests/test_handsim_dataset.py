@@ -166,6 +166,7 @@ def test_presets_and_overrides():
     q = HandSimConfig.from_params({"preset": "quick", "seed": 3})
     assert q.image_size == 128 and q.seed == 3 and q.preset == "quick"
     assert q.hash() != HandSimConfig.from_params({"preset": "quick"}).hash()
+    assert HandSimConfig() == HandSimConfig.from_params({})  # the field defaults are the smoke preset
     f = HandSimConfig.from_params({"preset": "full"})
     assert f.seconds == (2.0, 10.0) and len(f.actions) >= 11
 
@@ -223,3 +224,19 @@ def test_concurrent_loads_generate_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(paths) == 2 and paths[0] == paths[1]
     assert hsd.verify_cache(paths[0], cfg, "full") is None
+
+
+def test_viz_tables_and_player(hs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from handlib.data.handsim import viz
+
+    table = viz.angle_table(hs.store)
+    assert list(table.index) == list(hs.config.actions) and list(table.columns) == ["mcp", "pip", "dip", "thumb"]
+    hi = lambda a, c: int(table.loc[a, c].split("-")[1])
+    assert hi("fist", "pip") > hi("wave", "pip") + 40  # fists curl, waving hands stay open
+    w = viz.player(hs.store, hs.j2d, hs.store.sequences()[0])
+    assert [c.description for c in w.children[:3]] == ["frame", "azimuth", "elevation"]
+    fig = viz.show_frames(hs.store, hs.j2d, [0, 1])
+    assert len(fig.axes) == 4

@@ -44,12 +44,9 @@ def _render(args) -> dict:
 
 
 def _cache(args) -> dict:
-    import torch
-
     from handlib.data.datasets import LabelledFrames, batch_loader
     from handlib.data.handsim import load_handsim
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
     hs = load_handsim(args.preset, cache_root=args.cache_root, progress=False)
     load_s = time.perf_counter() - t0

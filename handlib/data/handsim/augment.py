@@ -73,44 +73,71 @@ def warp_images(img: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
-def colour_matrices(img: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def colour_matrices(mean_rgb: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample colour jitter as one affine colour map ``out = A @ rgb + o``: brightness,
     contrast, saturation (factors uniform in [1 - x, 1 + x] as in torchvision's ColorJitter),
-    a hue rotation of the chroma plane (YIQ), and random grayscale. Returns A (B, 3, 3), o (B, 3)."""
-    B = img.shape[0]
-    w = _GRAY.to(img.dtype)  # (3,) luma weights, as torchvision's rgb_to_grayscale
+    a hue rotation of the chroma plane (YIQ), and random grayscale. ``mean_rgb`` (B, 3) is each
+    image's mean colour. Returns A (B, 3, 3), o (B, 3)."""
+    B = mean_rgb.shape[0]
+    w = _GRAY.to(mean_rgb.dtype)  # (3,) luma weights, as torchvision's rgb_to_grayscale
     u = lambda x: 1 + (torch.rand(B) * 2 - 1) * x
     b, c, s = u(cfg.brightness), u(cfg.contrast), u(cfg.saturation)
-    mean_gray = img.mean(dim=(-1, -2)) @ w  # (B,) mean grey level of the input
+    mean_gray = (mean_rgb * w).sum(-1)  # (B,) mean grey level (no BLAS mat-vec: slow to start)
     eye = torch.eye(3).expand(B, 3, 3)
     A = (c * b)[:, None, None] * eye  # brightness, then contrast about the mean grey level
     o = ((1 - c) * b * mean_gray)[:, None].expand(B, 3)
     S = s[:, None, None] * eye + (1 - s)[:, None, None] * torch.ones(3, 1) * w  # saturation
-    A, o = S @ A, (S @ o[..., None])[..., 0]
+    A, o = _mm(S, A), _mv(S, o)
     if cfg.hue > 0:
         th = (torch.rand(B) * 2 - 1) * cfg.hue * 2 * math.pi  # hue factor in turns, as torchvision
         rot = torch.zeros(B, 3, 3)
         rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2] = 1.0, torch.cos(th), -torch.sin(th)
         rot[:, 2, 1], rot[:, 2, 2] = torch.sin(th), torch.cos(th)
-        H = torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ
-        A, o = H @ A, (H @ o[..., None])[..., 0]
+        H = _mm(_mm(_YIQ2RGB.expand(B, 3, 3), rot), _RGB2YIQ.expand(B, 3, 3))
+        A, o = _mm(H, A), _mv(H, o)
     if cfg.grayscale_p > 0:
         g = (torch.rand(B) < cfg.grayscale_p)[:, None, None]
-        G = torch.ones(3, 1) * w
-        A, o = torch.where(g, G @ A, A), torch.where(g[:, 0], (G @ o[..., None])[..., 0], o)
+        G = (torch.ones(3, 1) * w).expand(B, 3, 3)
+        A, o = torch.where(g, _mm(G, A), A), torch.where(g[:, 0], _mv(G, o), o)
     return A, o
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Tiny batched 3x3 products without BLAS (whose start-up dominates at this size)."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
+
+
+def _mv(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return (a * v[..., None, :]).sum(-1)
+
+
 def colour_jitter(img: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    """Apply ``colour_matrices`` to (B, 3, H, W) images in [0, 1] (one batched matmul)."""
-    A, o = colour_matrices(img, cfg)
+    """Apply a random ``colour_matrices`` map to (B, 3, H, W) images in [0, 1]."""
+    return _augment(img, None, cfg)
+
+
+def _augment(img: torch.Tensor, M: torch.Tensor | None, cfg: AugmentConfig) -> torch.Tensor:
+    """Warp (if M is given) and colour-map each image with OpenCV on channels-last memory
+    (cv2.transform applies the 3x4 colour map per pixel), then clamp to [0, 1]."""
     B, C, H, W = img.shape
-    flat = img.permute(0, 2, 3, 1).reshape(B, H * W, C)  # channels-last rows of RGB
-    out = torch.baddbmm(o[:, None, :], flat, A.transpose(1, 2))
-    return out.clamp_(0, 1).reshape(B, H, W, C).permute(0, 3, 1, 2)
+    hwc = img.permute(0, 2, 3, 1).contiguous().numpy()  # a view when img is channels-last already
+    A, o = colour_matrices(torch.from_numpy(hwc.reshape(B, -1, C).mean(1)), cfg)
+    Ao = torch.cat([A, o[..., None]], -1).double().numpy()  # (B, 3, 4)
+    out = np.empty_like(hwc)
+    tmp = np.empty_like(hwc[0])
+    Mn = M[:, :2, :].double().numpy() if M is not None else None
+    for i in range(B):
+        src = hwc[i]
+        if Mn is not None:
+            cv2.warpAffine(src, Mn[i], (W, H), dst=tmp, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+            src = tmp
+        cv2.transform(src, Ao[i], dst=out[i])
+    np.clip(out, 0.0, 1.0, out=out)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 _GRAY = torch.tensor([0.2989, 0.587, 0.114])  # torchvision.transforms.v2.functional.rgb_to_grayscale
 
 
@@ -129,7 +156,7 @@ class HandAugment:
         shift = (torch.rand(B, 2, dtype=torch.float64) * 2 - 1) * c.shift * size
         Rz, Kn, M = camera_change(Kd, angle, zoom, shift, size)
         out = dict(batch)
-        out["image"] = colour_jitter(warp_images(img, M.float()), c)
+        out["image"] = _augment(img, M, c)
         out["j3d"] = (j3d.double() @ Rz.transpose(-1, -2)).to(j3d.dtype)
         out["K"] = Kn.to(K.dtype)
         return out

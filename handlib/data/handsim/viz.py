@@ -106,5 +106,6 @@ def player(store, j2d: np.ndarray, sequence: str):
             setter(-lim, lim)
         plt.show()
 
-    return widgets.interactive(show, frame=widgets.IntSlider(0, 0, len(rows) - 1),
-                               azimuth=widgets.FloatSlider(-60, -180, 180), elevation=widgets.FloatSlider(-70, -90, 90))
+    return widgets.interactive(show, frame=widgets.IntSlider(value=0, min=0, max=len(rows) - 1),
+                               azimuth=widgets.FloatSlider(value=-60.0, min=-180.0, max=180.0),
+                               elevation=widgets.FloatSlider(value=-70.0, min=-90.0, max=90.0))
