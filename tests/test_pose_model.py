@@ -3,7 +3,7 @@ import torch
 
 from handlib.config import ConfigError
 from handlib.geometry import from_25d, project, to_25d
-from handlib.models.pose import PoseConfig, PoseModel, soft_argmax_25d
+from handlib.models.pose import ZCF_CLAMP, PoseConfig, PoseModel, soft_argmax_25d
 from handlib.skeleton import REF_BONE
 from tests.helpers import camera, random_hand
 
@@ -53,9 +53,11 @@ def test_prior_scale_used_without_bone_length():
 
 def test_3d_recovery_from_ground_truth_25d():
     g = torch.Generator().manual_seed(1)
-    j3d = random_hand(16, g).float()
+    j3d = random_hand(16, g, depth=(150.0, 350.0)).float()
     K = camera(16).float()
     C = _ref_bone(j3d)
+    ratio = j3d[:, 0, 2] / C
+    assert ratio.min() > ZCF_CLAMP[0] and ratio.max() < ZCF_CLAMP[1]  # inside the MLP's input range
     j2d, z_rel = to_25d(j3d, K)
     m = PoseModel(PoseConfig(image_size=64)).eval()
     with torch.no_grad():

@@ -72,24 +72,53 @@ def test_step_batches_are_a_function_of_step():
     assert len(set(first_epoch)) == 18  # no repeats within an epoch
 
 
+class _TinyTask:
+    """Conv + BN + dropout (uses the RNG) on the tiny store: 2D keypoints regression."""
+
+    def __init__(self, seed=0):
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.BatchNorm2d(8), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.3), nn.Linear(32, 42))
+        self.modules, self.optimised = {"M": self.net}, {"M": list(self.net.parameters())}
+
+    def train_mode(self):
+        self.net.train()
+
+    def step(self, batch, step):
+        b = batch["labelled"]
+        pred = self.net(b["image"]).view(-1, 21, 2)
+        return {"M": (pred - b["j2d"] / SIZE).abs().mean()}, {}
+
+
 def test_resume_reproduces_uninterrupted_run(tmp_path):
     store = tiny_store()
     ds = LabelledFrames(store, tiny_split(store).labelled_rows)
-    cfg = _loop_cfg()
-    full = train(_task(), {"labelled": (ds, 4)}, cfg, tmp_path / "a")
+    cfg = _loop_cfg(steps=8)
+    full = train(_TinyTask(), {"labelled": (ds, 4)}, cfg, tmp_path / "a")
 
     def crash(step, row):
-        if step == 4:
+        if step == 5:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        train(_task(), {"labelled": (ds, 4)}, cfg, tmp_path / "b", on_step=crash)
+        train(_TinyTask(), {"labelled": (ds, 4)}, cfg, tmp_path / "b", on_step=crash)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 3
-    resumed = train(_task(seed=123), {"labelled": (ds, 4)}, cfg, tmp_path / "b")  # other init: overwritten
+    resumed = train(_TinyTask(seed=123), {"labelled": (ds, 4)}, cfg, tmp_path / "b")  # other init: overwritten
     la = [r["loss_M"] for r in full]
     lb = [r["loss_M"] for r in resumed]
-    assert len(la) == len(lb) == 6
-    assert la == lb  # exact, on CPU
+    assert len(la) == len(lb) == 8
+    assert la == lb  # exact, on CPU: weights, optimiser, BN statistics, dropout RNG and data order
     assert len(set(la)) > 1
+
+
+def test_resume_of_a_finished_run_trains_no_more(tmp_path):
+    store = tiny_store()
+    ds = LabelledFrames(store, tiny_split(store).labelled_rows)
+    train(_TinyTask(), {"labelled": (ds, 4)}, _loop_cfg(steps=2), tmp_path)
+    task = _TinyTask(seed=5)
+    hist = train(task, {"labelled": (ds, 4)}, _loop_cfg(steps=2), tmp_path)
+    assert len(hist) == 2
+    st = load_checkpoint(tmp_path / "last.pt")["modules"]["M"]
+    assert all(torch.equal(v, task.net.state_dict()[k]) for k, v in st.items())
 
 
 def test_bn_frozen_keeps_running_stats_affine_trains(tmp_path):
@@ -188,4 +217,5 @@ def test_run_pretrain_writes_record(tmp_path):
     hist = pd.read_csv(d / "history.csv")
     assert list(hist["step"]) == [1, 2, 3, 4, 5] and list(hist["phase"]) == ["batch"] * 3 + ["frozen"] * 2
     assert "eval_val_mpjpe_rr" in hist.columns
-    assert (tmp_path / "cache" / "checkpoints" / out["run_id"] / "frozen" / "last.pt").exists()
+    assert out["checkpoint"].exists() and out["checkpoint"].parent.name == "frozen"
+    assert out["checkpoint"].is_relative_to(tmp_path / "cache" / "checkpoints" / out["run_id"])

@@ -1,10 +1,11 @@
 """Supervised pre-training of M on the labelled frames (the paper pre-trains twice: BN with
 batch statistics, then BN frozen at its aggregate statistics). One stage = one run record:
 ``results/runs/<run_id>/{config.json, metrics.json, history.csv}``; checkpoints live in
-``cache_dir()/checkpoints/<run_id>/<phase>/last.pt``, never in git.
+``cache_dir()/checkpoints/<run_id>/code-<hash>/<phase>/last.pt``, never in git.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -127,6 +128,17 @@ def load_data(cfg: PretrainConfig):
     return load_handsim(preset=cfg.preset, cache_root=cfg.cache_root, image_size=cfg.image_size)
 
 
+def code_hash() -> str:
+    """Short hash of the sources that define a checkpoint's meaning (model, losses, training)."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted([root / "losses.py", root / "geometry.py", *(root / "models").glob("*.py"),
+                    *(root / "train").glob("*.py")])
+    h = hashlib.sha1()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def _subset(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     if n <= 0 or len(rows) <= n:
         return np.asarray(rows)
@@ -155,7 +167,8 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     rec = RunRecord("pretrain", cfg.to_dict(), cfg.seed, vary=("dataset", "protocol", "fraction"),
                     results=cfg.results, device=rt.device)
     rec.write_config()
-    ckroot = cache_dir(cfg.cache_root) / "checkpoints" / rec.id
+    # keyed by config (run id) AND the training code, so a resume never mixes code versions
+    ckroot = cache_dir(cfg.cache_root) / "checkpoints" / rec.id / f"code-{code_hash()}"
     if cfg.smoke and ckroot.exists():
         shutil.rmtree(ckroot)
 
