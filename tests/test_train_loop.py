@@ -219,3 +219,9 @@ def test_run_pretrain_writes_record(tmp_path):
     assert "eval_val_mpjpe_rr" in hist.columns
     assert out["checkpoint"].exists() and out["checkpoint"].parent.name == "frozen"
     assert out["checkpoint"].is_relative_to(tmp_path / "cache" / "checkpoints" / out["run_id"])
+    # the bone-length prior path: evaluation without ground-truth scale, recorded as such
+    from handlib.train.evaluate import evaluate_splits
+    rows = tiny_split(store).test_rows
+    res = evaluate_splits(out["model"], store, {"test": rows}, out["runtime"], scale_source="prior")
+    assert res["scale_source"] == "prior" and np.isfinite(res["test"]["overall"]["mpjpe_abs"])
+    assert res["test"]["overall"]["mpjpe_rr"] != met["test"]["overall"]["mpjpe_rr"]

@@ -41,11 +41,12 @@ class PretrainConfig(StageConfig):
     image_size: int = param(128, range=(64, 256))
     head: str = param("heatmap", choices=("heatmap", "regression"))
     refine: bool = param(True)
-    augment: bool = param(False, help="HandSim label-consistent image augmentation (slow on CPU)")
+    augment: bool = param(False, help="HandSim image augmentation; off: effect not measured yet")
     steps: int = param(2000, range=(1, None), help="phase 1 steps (BN batch statistics)")
     frozen_steps: int = param(500, range=(0, None), help="phase 2 steps (BN frozen), bn_phase='both'")
     batch_size: int = param(32, range=(2, 4096))
     lr: float = param(1e-3, range=(0.0, 1.0))
+    frozen_lr: float = param(1e-4, range=(0.0, 1.0), help="phase 2 (BN frozen) peak learning rate")
     weight_decay: float = param(1e-4, range=(0.0, 1.0))
     warmup_steps: int = param(50, range=(0, None))
     grad_clip: float = param(1.0, range=(0.0, None))
@@ -81,8 +82,8 @@ class PretrainConfig(StageConfig):
         return PoseConfig(image_size=self.image_size, head=self.head, refine=self.refine,
                           scale_source=self.scale_source)
 
-    def loop_config(self, steps: int, warmup: int) -> LoopConfig:
-        return LoopConfig(steps=steps, lr=self.lr, weight_decay=self.weight_decay, warmup_steps=warmup,
+    def loop_config(self, steps: int, warmup: int, lr: float) -> LoopConfig:
+        return LoopConfig(steps=steps, lr=lr, weight_decay=self.weight_decay, warmup_steps=warmup,
                           grad_clip=self.grad_clip, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
                           seed=self.seed, device=self.device, precision=self.precision,
                           channels_last=self.channels_last, num_workers=self.num_workers,
@@ -198,8 +199,9 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     history, ckpt = [], None
     for i, (phase, steps) in enumerate(phases[cfg.bn_phase]):
         task = SupervisedTask(model, phase, cfg.lambda_z, cfg.lambda_root, eval_fn)
-        warm = cfg.warmup_steps if i == 0 else 0
-        h = train(task, streams, cfg.loop_config(steps, warm), ckroot / phase, runtime=rt)
+        lr = cfg.frozen_lr if phase == "frozen" else cfg.lr
+        warm = cfg.warmup_steps if phase == "batch" else 0
+        h = train(task, streams, cfg.loop_config(steps, warm, lr), ckroot / phase, runtime=rt)
         history += [{"phase": phase, **r, "step": r["step"] + sum(s for _, s in phases[cfg.bn_phase][:i])}
                     for r in h]
         ckpt = ckroot / phase / "last.pt"
