@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # test runs keep their records and caches away from the committed results/
 TEST_RESULTS ?= $(CURDIR)/.cache/test-results
-NBVAL  := --nbval-lax --nbval-current-env --sanitize-with .ci/nbval_sanitize.cfg
+NBVAL  := --nbval-lax --nbval-current-env --nbval-sanitize-with .ci/nbval_sanitize.cfg
 
 .PHONY: study test pytest nbval lint bench clean-venv
 

@@ -207,10 +207,16 @@ def test_run_pretrain_writes_record(tmp_path):
     cfg = PretrainConfig(image_size=SIZE, steps=3, frozen_steps=2, batch_size=4, warmup_steps=1, ckpt_every=0,
                          eval_every=2, device="cpu", precision="fp32", smoke=True, progress=False,
                          results=str(tmp_path / "res"), cache_root=str(tmp_path / "cache"))
-    out = run_pretrain(cfg, data=types.SimpleNamespace(store=store), split=tiny_split(store))
+    from handlib.data.protocols import make_split
+    split = make_split(store.meta, protocol=2, fraction=0.5, seed=0, val_fraction=0.25)
+    out = run_pretrain(cfg, data=types.SimpleNamespace(store=store), split=split)
     d = out["dir"]
+    roles = pd.read_csv(d / "split.csv")
+    assert set(roles["role"]) == {"labelled", "unlabelled", "val", "test"}
+    assert not set(roles.loc[roles["role"] == "test", "sequence"]) & set(roles.loc[roles["role"] != "test", "sequence"])
     cfgj, met = json.loads((d / "config.json").read_text()), json.loads((d / "metrics.json").read_text())
     assert cfgj["config"]["scale_source"] == "gt" and met["scale_source"] == "gt"
+    assert met["split"]["labelled_sequences"] == 2 and met["n_labelled"] == len(split.labelled_rows)
     for k in ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "auc_rr", "epe_2d"):
         assert np.isfinite(met["test"]["overall"][k])
     assert set(met["test"]["per_action"]) == set(store.meta["action"][tiny_split(store).test_rows])

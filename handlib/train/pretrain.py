@@ -22,7 +22,7 @@ from handlib.data.datasets import LabelledFrames
 from handlib.losses import supervised_loss
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.paths import cache_dir
-from handlib.repro import RunRecord, seed_everything
+from handlib.repro import RunRecord, atomic_write_text, seed_everything
 from handlib.train.bn import set_train_mode
 from handlib.train.evaluate import evaluate_splits, flat_metrics, predict, ref_bone_length
 from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
@@ -67,6 +67,7 @@ class PretrainConfig(StageConfig):
     cache_root: str | None = param(None)
     results: str | None = param(None, help="results directory (default <repo>/results)")
     progress: bool = param(True)
+    run_name: str | None = param(None, help="run id given by the study runner; default: derived from the config")
 
     def validate(self) -> None:
         if self.fraction <= 0:
@@ -166,8 +167,9 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
                            val_fraction=cfg.val_fraction)
     rt = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
     rec = RunRecord("pretrain", cfg.to_dict(), cfg.seed, vary=("dataset", "protocol", "fraction"),
-                    results=cfg.results, device=rt.device)
+                    results=cfg.results, device=rt.device, run_name=cfg.run_name)
     rec.write_config()
+    split.to_csv(rec.path("split.csv"))  # asserts that no test/val sequence has a training role
     # keyed by config (run id) AND the training code, so a resume never mixes code versions
     ckroot = cache_dir(cfg.cache_root) / "checkpoints" / rec.id / f"code-{code_hash()}"
     if cfg.smoke and ckroot.exists():
@@ -213,12 +215,12 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     res = evaluate_splits(model, store, {"val": np.asarray(split.val_rows), "test": test_rows}, rt,
                           64, cfg.scale_source)
     hist = pd.DataFrame(history)
-    hist.to_csv(rec.path("history.csv"), index=False)
+    atomic_write_text(rec.path("history.csv"), hist.to_csv(index=False))
     out_metrics = {**res, "flat": flat_metrics(res), "wall_time_s": time.perf_counter() - t0,
                    "train_time_s": train_time, "n_labelled": int(len(lab)),
                    "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None,
                                "channels_last": rt.channels_last, "threads": torch.get_num_threads()},
-                   "bone_prior_mm": float(model.bone_prior)}
+                   "bone_prior_mm": float(model.bone_prior), "split": split.summary()}
     rec.write_metrics(out_metrics)
     return {"run_id": rec.id, "dir": rec.dir, "metrics": out_metrics, "history": hist, "model": model,
             "store": store, "split": split, "runtime": rt, "checkpoint": ckpt}
