@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,6 +18,11 @@ def project(j3d: Tensor, K: Tensor) -> Tensor:
     """(..., J, 3) mm, (..., 3, 3) -> (..., J, 2) px."""
     uvw = j3d @ K.transpose(-1, -2)  # (..., J, 3)
     return uvw[..., :2] / uvw[..., 2:3]
+
+
+def project_np(j3d: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """``project`` for numpy arrays (the data readers' side of the boundary), in j3d's dtype."""
+    return project(torch.from_numpy(np.asarray(j3d)), torch.from_numpy(np.asarray(K, dtype=j3d.dtype))).numpy()
 
 
 def normalize_points(j2d: Tensor, K: Tensor) -> Tensor:

@@ -57,6 +57,12 @@ CANON_TO_FPHAB = inverse_map(FPHAB_TO_CANON)
 CANON_TO_MANO = inverse_map(MANO_TO_CANON)
 
 
+def ref_bone_length(j3d):
+    """Length of the reference bone ``REF_BONE`` (the hand's scale), ``(..., 21, 3) -> (...,)``."""
+    n, m = REF_BONE
+    return ((j3d[..., n, :] - j3d[..., m, :]) ** 2).sum(-1) ** 0.5
+
+
 def bone_lengths(j3d):
     """Lengths of the 20 bones, ``(..., 21, 3) -> (..., 20)``; numpy or torch."""
     child = [c for _, c in BONES]

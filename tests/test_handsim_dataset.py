@@ -190,9 +190,10 @@ def test_appearance_shift_controls_between_sequence_variation():
 
 @pytest.mark.parametrize("mode", ["ego", "third"])
 def test_hand_stays_in_view_at_hand_like_distances(mode):
-    from handlib.data.handsim.camera import FRAME_H, FRAME_W, project_np
+    from handlib.data.handsim.camera import FRAME_H, FRAME_W
     from handlib.data.handsim.motion import ACTION_NAMES, subject_style
     from handlib.data.handsim.scene import build_sequence
+    from handlib.geometry import project_np
 
     rng = np.random.default_rng(5)
     canon = make_canon(rng)

@@ -47,3 +47,11 @@ def test_bone_lengths_numpy_and_torch():
     bl = sk.bone_lengths(j)
     np.testing.assert_allclose(bl, [10.0 + c for _, c in sk.BONES])
     np.testing.assert_allclose(sk.bone_lengths(torch.from_numpy(j)).numpy(), bl)
+
+
+def test_ref_bone_length_is_the_wrist_to_middle_mcp_bone():
+    j = torch.randn(5, 21, 3, dtype=torch.float64)
+    expect = (j[:, 9] - j[:, 0]).norm(dim=-1)
+    assert torch.allclose(sk.ref_bone_length(j), expect)
+    assert torch.allclose(sk.ref_bone_length(j), sk.bone_lengths(j)[:, 8])  # bone (0, 9) is the 9th bone
+    np.testing.assert_allclose(sk.ref_bone_length(j.numpy()), expect.numpy())

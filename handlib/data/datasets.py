@@ -154,7 +154,8 @@ class MotionWindows(Dataset):
         return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
 
-def _identity(batch):
+def identity_collate(batch):
+    """Batches come whole from ``__getitems__``: nothing to collate."""
     return batch
 
 
@@ -166,5 +167,5 @@ def batch_loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int = 0, dro
     sampler = (torch.utils.data.RandomSampler(ds, generator=g) if shuffle
                else torch.utils.data.SequentialSampler(ds))
     bs = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
-    return torch.utils.data.DataLoader(ds, batch_sampler=bs, collate_fn=_identity,
+    return torch.utils.data.DataLoader(ds, batch_sampler=bs, collate_fn=identity_collate,
                                        num_workers=num_workers)

@@ -31,6 +31,7 @@ from handlib.data.realdata import (
     file_signature,
     train_motion,
 )
+from handlib.geometry import project_np
 from handlib.skeleton import FPHAB_TO_CANON
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,7 @@ def scan_fphab(root, margin: float = 0.25, raise_on_problem: bool = True, strict
             parts = seq.split("/")
             subject, action = parts[0], parts[1] if len(parts) > 1 else ""
             cam = world_to_camera(jw)[:, FPHAB_TO_CANON]  # (T, 21, 3) mm, canonical
-            uvw = cam @ CAM_INTR.T
-            j2d = uvw[..., :2] / uvw[..., 2:3]  # (T, 21, 2) px of the full image
+            j2d = project_np(cam, CAM_INTR)  # (T, 21, 2) px of the full image
             for t, f in enumerate(frames):
                 img = image_path(root, seq, int(f))
                 if not img.exists():

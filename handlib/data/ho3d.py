@@ -37,6 +37,7 @@ from handlib.data.realdata import (
     file_signature,
     train_motion,
 )
+from handlib.geometry import project_np
 from handlib.repro import atomic_write_text
 from handlib.skeleton import CANON_TO_MANO, MANO_TO_CANON
 
@@ -142,8 +143,7 @@ def scan_ho3d(root, margin: float = 0.25, raise_on_problem: bool = True) -> Scan
                 if split == "train":
                     j = _array(meta, "handJoints3D", mpath, ((21, 3),))
                     cam = (j * GL_TO_CV * 1000.0)[MANO_TO_CANON]  # (21, 3) mm OpenCV canonical
-                    j2d = cam @ K.T
-                    box = box_from_points(j2d[:, :2] / j2d[:, 2:3], margin)
+                    box = box_from_points(project_np(cam, K), margin)
                     j3d = cam.astype(np.float32)
                     ids.update(root_x=cam[0, 0], root_y=cam[0, 1], root_z=cam[0, 2])
                 else:

@@ -13,13 +13,7 @@ from torch import Tensor, nn
 
 from handlib import metrics
 from handlib.data.datasets import FrameStore, LabelledFrames, batch_loader
-from handlib.skeleton import REF_BONE
-
-
-def ref_bone_length(j3d: Tensor) -> Tensor:
-    """(..., 21, 3) mm -> (...,) length of the reference bone (wrist -> middle MCP)."""
-    n, m = REF_BONE
-    return (j3d[..., n, :] - j3d[..., m, :]).norm(dim=-1)
+from handlib.skeleton import ref_bone_length
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from handlib.config import StageConfig, param
+from handlib.data.datasets import identity_collate
 
 
 class NonFiniteError(RuntimeError):
@@ -126,14 +127,20 @@ class StepBatchSampler(torch.utils.data.Sampler):
             raise ValueError("StepBatchSampler: empty dataset")
         self.n, self.bs, self.seed, self.start, self.stop = n, batch_size, seed, start, stop
         self.nb = max(1, n // batch_size)
+        self._epoch, self._perm = -1, None
+
+    def permutation(self, epoch: int) -> Tensor:
+        if epoch != self._epoch:  # drawn once per epoch, not once per step
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.n, generator=g)
+            if self.n < self.bs:  # tiny sets: repeat to fill the batch
+                perm = perm.repeat(-(-self.bs // self.n))
+            self._epoch, self._perm = epoch, perm
+        return self._perm
 
     def batch(self, step: int) -> list[int]:
         e, i = divmod(step, self.nb)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + e)
-        perm = torch.randperm(self.n, generator=g)
-        if self.n < self.bs:  # tiny sets: repeat to fill the batch
-            perm = perm.repeat(-(-self.bs // self.n))
-        return perm[i * self.bs:(i + 1) * self.bs].tolist()
+        return self.permutation(e)[i * self.bs:(i + 1) * self.bs].tolist()
 
     def __iter__(self):
         return (self.batch(s) for s in range(self.start, self.stop))
@@ -150,7 +157,7 @@ def step_loader(ds, batch_size: int, seed: int, start: int, stop: int, num_worke
     """DataLoader over ``ds.__getitems__`` for steps [start, stop) (no per-item collate)."""
     return torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatchSampler(len(ds), batch_size, seed, start, stop),
-        collate_fn=lambda b: b, num_workers=num_workers,
+        collate_fn=identity_collate, num_workers=num_workers,
         # its own generator: creating the iterator must not draw from the global RNG (exact resume)
         generator=torch.Generator().manual_seed(seed * 1_000_003 + start),
         worker_init_fn=_worker_init if num_workers else None,

@@ -23,8 +23,9 @@ from handlib.losses import supervised_loss
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.paths import cache_dir
 from handlib.repro import RunRecord, atomic_write_text, seed_everything
+from handlib.skeleton import ref_bone_length
 from handlib.train.bn import set_train_mode
-from handlib.train.evaluate import evaluate_splits, flat_metrics, predict, ref_bone_length
+from handlib.train.evaluate import evaluate_splits, flat_metrics, predict
 from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
 
 

@@ -97,8 +97,3 @@ def crop_K(K: np.ndarray, boxes: np.ndarray, out_size: int) -> np.ndarray:
     Kt = torch.from_numpy(np.broadcast_to(K, (len(boxes), 3, 3)).copy())
     return crop_intrinsics(Kt, torch.from_numpy(boxes), out_size).numpy().astype(np.float32)
 
-
-def project_np(p: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., N, 3) mm with (..., 3, 3) or (3, 3) K -> (..., N, 2) px (float64 numpy)."""
-    uvw = p @ np.swapaxes(K, -1, -2)
-    return uvw[..., :2] / uvw[..., 2:3]

@@ -3,7 +3,7 @@ atomic, checksummed cache, and loading as a ``FrameStore`` plus an unpaired moti
 
 Cache layout: ``cache_dir(cache_root)/handsim/<VERSION>-<config hash>/`` with
 ``images.npy`` (N, S, S, 3) uint8 (memory-mapped on read), ``j3d.npy`` (N, 21, 3) mm,
-``K.npy`` (N, 3, 3), ``j2d.npy`` (N, 21, 2) px, ``meta.parquet``, ``motion_j3d.npy``,
+``K.npy`` (N, 3, 3), ``meta.parquet``, ``motion_j3d.npy``,
 ``motion_K.npy``, ``motion_lengths.npy`` and ``manifest.json`` (version, config, hash, and
 size + checksums of every file), written last. Everything is generated into a temporary
 sibling directory that is renamed into place only when complete, so an interrupted run never
@@ -239,10 +239,9 @@ def generate(cfg: HandSimConfig, out: Path, progress: bool = True) -> None:
             bar.update(row.frames)
     images.flush()
     del images
-    j2d = project(torch.from_numpy(j3d), torch.from_numpy(K)).numpy()
     meta = pd.concat(meta, ignore_index=True)
     seqs, Ks, _ = motion_corpus(cfg, canon)
-    arrays = {"j3d.npy": j3d, "K.npy": K, "j2d.npy": j2d,
+    arrays = {"j3d.npy": j3d, "K.npy": K,
               "motion_j3d.npy": np.concatenate(seqs) if seqs else np.zeros((0, 21, 3), np.float32),
               "motion_K.npy": np.concatenate(Ks) if Ks else np.zeros((0, 3, 3), np.float32),
               "motion_lengths.npy": np.array([len(s) for s in seqs], np.int64)}
@@ -267,7 +266,7 @@ class HandSim:
     motion: tuple[list[np.ndarray], list[np.ndarray]]  # j3d (T, 21, 3) mm and crop K (T, 3, 3) per sequence
     config: HandSimConfig
     path: Path
-    j2d: np.ndarray  # (N, 21, 2) px == project(j3d, K)
+    j2d: np.ndarray  # (N, 21, 2) px, project(j3d, K), computed on load
 
     @property
     def sequences(self) -> pd.DataFrame:
@@ -337,4 +336,5 @@ def load_handsim(preset: str = "smoke", cache_root=None, *, config: HandSimConfi
     cut = np.cumsum(lengths)[:-1]
     seqs = np.split(ld("motion_j3d.npy"), cut) if len(lengths) else []
     Ks = np.split(ld("motion_K.npy"), cut) if len(lengths) else []
-    return HandSim(store, (seqs, Ks), cfg, path, ld("j2d.npy"))
+    j2d = project(torch.from_numpy(store.j3d), torch.from_numpy(store.K)).numpy()
+    return HandSim(store, (seqs, Ks), cfg, path, j2d)

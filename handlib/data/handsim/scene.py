@@ -15,6 +15,7 @@ from handlib.data.handsim.anatomy import Subject, forward_kinematics
 from handlib.data.handsim.background import STYLES, make_background
 from handlib.data.handsim.motion import ACTIONS, KEY_POSES, sample_action_track
 from handlib.data.handsim.render import Look
+from handlib.geometry import project_np
 
 
 @dataclass
@@ -130,7 +131,7 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
     to_body /= np.linalg.norm(to_body, axis=-1, keepdims=True)
     fore = 0.35 * (-Rf[:, :, 0]) + 0.65 * to_body
     fore /= np.linalg.norm(fore, axis=-1, keepdims=True)
-    box = camera.crop_boxes(camera.project_np(j3d, K), rng)
+    box = camera.crop_boxes(project_np(j3d, K), rng)
     obj = None
     kind = ACTIONS[action].obj
     if kind is not None:
