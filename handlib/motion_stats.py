@@ -178,6 +178,30 @@ def plot_per_joint(stats: list[MotionStats]):
     return fig
 
 
+def wrist_speed_quantiles(sequences: list[np.ndarray], fps: float = REF_FPS, q=(50, 90, 99)) -> dict[str, float]:
+    """Speed of the wrist (joint 0) relative to the camera, pooled over (T, 21, 3) mm camera-frame
+    sequences: {"p50": ..., "p90": ..., "p99": ...} in mm/frame at 30 fps, plus "frames"."""
+    v = np.concatenate([speeds(np.asarray(s, dtype=np.float64)[:, :1], fps)[:, 0] for s in sequences if len(s) > 1])
+    return {"frames": int(v.size), **{f"p{p}": float(np.percentile(v, p)) for p in q}}
+
+
+def handsim_wrist_speeds(preset: str = "smoke", ego_motion=(0.0, 1.0), modes=("ego", "third"),
+                         **overrides) -> pd.DataFrame:
+    """Wrist speed relative to the camera (p50 / p90 / p99, mm/frame @30 fps) of HandSim's video
+    sequences per camera mode and ``ego_motion`` setting (0 = the fixed egocentric camera of
+    hs1, 1 = the default head motion and arm transport). Motion only, nothing rendered."""
+    from handlib.data.handsim.dataset import HandSimConfig, plan_motion
+
+    rows = []
+    for mode in modes:
+        for e in ego_motion:
+            cfg = HandSimConfig.from_params({"preset": preset, **overrides, "camera": mode, "ego_motion": float(e)})
+            _, seqs = plan_motion(cfg)
+            rows.append({"camera": mode, "ego_motion": float(e), "sequences": len(seqs),
+                         **wrist_speed_quantiles(seqs, REF_FPS)})
+    return pd.DataFrame(rows)
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write a figure atomically (temp file in the same directory, then rename)."""
     path = Path(path)

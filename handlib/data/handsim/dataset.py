@@ -38,8 +38,8 @@ from handlib.geometry import project
 from handlib.paths import cache_dir
 from handlib.repro import atomic_write_json
 
-VERSION = "hs1"  # format version; the generator's source code is fingerprinted into the hash too
-_GENERATOR_MODULES = ("anatomy", "motion", "camera", "background", "scene", "render", "dataset")
+VERSION = "hs2"  # format version (hs2: egocentric head motion and arm transport); the generator's source code is fingerprinted into the hash too
+_GENERATOR_MODULES = ("anatomy", "motion", "camera", "ego", "background", "scene", "render", "dataset")
 _STREAM = {"canon": 1, "subject": 2, "video": 3, "motion_subject": 4, "motion": 5, "split": 6, "render": 7, "plan": 8}
 SAMPLE_BLOCKS, BLOCK = 64, 1 << 16
 FULL_HASH_LIMIT = 256 << 20  # files up to this size are fully hashed on every load
@@ -66,6 +66,12 @@ class HandSimConfig(StageConfig):
     motion_subjects: int = param(2, range=(0, 100), help="subjects of the unpaired motion corpus")
     motion_reps: int = param(1, range=(1, 50))
     tremor_deg: float = param(0.5, range=(0.0, 5.0), help="physiological tremor amplitude, deg")
+    ego_motion: float = param(1.0, range=(0.0, 3.0),
+                              help="egocentric camera only: scale of the wearer's head motion (slow turns and "
+                                   "sway of a few deg and cm per s, glances of 5-15 deg) and of the arm's "
+                                   "10-30 cm reaches in object actions (ego.py); 0 = a fixed camera with the "
+                                   "wrist drifting in place, as in hs1. Default 1 brings the wrist's speed "
+                                   "relative to the camera to ~2.5x hs1's at p50 and p90 (README, Data)")
     noise: float = param(8.0, range=(0.0, 40.0), help="maximum sensor noise std, grey levels")
     blur: float = param(1.0, range=(0.0, 5.0), help="maximum blur sigma, px at 128 px")
 
@@ -137,11 +143,20 @@ def generate_sequence(cfg: HandSimConfig, row, canon, subjects, render: bool = T
     subj, style = subjects[row.s_idx]
     rng = _rng(cfg, "video", row.s_idx, row.a_id, row.rep - 1)
     scene = build_sequence(row.action, subj, style, row.frames, row.camera, cfg.image_size, rng, canon,
-                           cfg.appearance_shift, cfg.tremor_deg)
+                           cfg.appearance_shift, cfg.tremor_deg, cfg.ego_motion)
     look, bg_style = make_look(rng, canon, cfg.appearance_shift, subj, cfg.noise, cfg.blur)
     images = render_sequence(scene, look, cfg.image_size, _rng(cfg, "render", row.s_idx, row.a_id, row.rep)) \
         if render else None
     return scene, look, bg_style, images
+
+
+def plan_motion(cfg: HandSimConfig) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """The sequence plan and each sequence's j3d (T, 21, 3) mm camera frame, exactly as
+    ``generate`` makes them but without rendering (fast: for motion statistics)."""
+    plan = sequence_plan(cfg)
+    canon = make_canon(_rng(cfg, "canon"))
+    subjects = [_subject(cfg, "subject", s) for s in range(cfg.n_subjects)]
+    return plan, [generate_sequence(cfg, row, canon, subjects, render=False)[0]["j3d"] for row in plan.itertuples()]
 
 
 def motion_corpus(cfg: HandSimConfig, canon) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
@@ -156,7 +171,7 @@ def motion_corpus(cfg: HandSimConfig, canon) -> tuple[list[np.ndarray], list[np.
                 n = int(round(rng.uniform(*cfg.seconds) * FPS))
                 mode = cfg.camera if cfg.camera != "mixed" else ("ego", "third")[int(rng.integers(2))]
                 sc = build_sequence(a, subj, style, n, mode, cfg.image_size, rng, canon, cfg.appearance_shift,
-                                    cfg.tremor_deg)
+                                    cfg.tremor_deg, cfg.ego_motion)
                 seqs.append(sc["j3d"])
                 Ks.append(sc["Kc"])
                 ids.append(f"M{s + 1}/{a}/{r + 1}")

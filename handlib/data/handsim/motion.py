@@ -70,6 +70,7 @@ class Action:
     move_s: tuple = (0.35, 0.8)  # transition duration range (s)
     hold_s: tuple = (0.05, 0.5)  # hold duration range (s)
     pose_jitter: float = 4.0  # deg, per keyframe
+    transport: bool = False  # the arm carries the object around (egocentric reaches, see ego.py)
 
 
 _M = (25.0, 25.0, 20.0)
@@ -78,9 +79,9 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            move_s=(0.6, 1.2)),
     Action("fist", (Key("open"), Key("fist", (5, 0, 0)), Key("relaxed"), Key("fist")), move_s=(0.3, 0.7)),
     Action("power_grasp", (Key("grasp", move=(30, 30, 30)), Key("grasp_tight", (10, 0, 10), move=(40, 40, 30))),
-           obj="cylinder", move_s=(0.6, 1.2), pose_jitter=2.0),
+           obj="cylinder", move_s=(0.6, 1.2), pose_jitter=2.0, transport=True),
     Action("precision_pinch", (Key("pinch_open"), Key("pinch", move=_M), Key("pinch", (10, 5, 15), move=_M)),
-           obj="sphere", move_s=(0.4, 0.9), pose_jitter=2.5),
+           obj="sphere", move_s=(0.4, 0.9), pose_jitter=2.5, transport=True),
     Action("tripod", (Key("tripod", (5, 0, 0), (6, 8, 8), move=(10, 10, 5)), Key("tripod", (-5, 5, 0), (6, 8, 8))),
            obj="pen", move_s=(0.3, 0.6), hold_s=(0.0, 0.2), pose_jitter=2.0),
     Action("point", (Key("point", (0, 0, 0), (12, 12, 10), move=(40, 40, 20)),), move_s=(0.4, 0.9)),
@@ -95,7 +96,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
                        Key("tap_ring"), Key("relaxed"), Key("tap_pinky")),
            move_s=(0.15, 0.3), hold_s=(0.0, 0.15), pose_jitter=2.0),
     Action("pour", (Key("grasp", (0, 0, 0), move=(20, 20, 20)), Key("grasp_tight", (0, 10, 70), move=(20, 20, 20))),
-           obj="cylinder", move_s=(0.8, 1.5), hold_s=(0.2, 0.8), pose_jitter=1.5),
+           obj="cylinder", move_s=(0.8, 1.5), hold_s=(0.2, 0.8), pose_jitter=1.5, transport=True),
 )}
 ACTION_NAMES = tuple(ACTIONS)
 

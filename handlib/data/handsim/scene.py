@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handlib.data.handsim import camera
+from handlib.data.handsim import camera, ego
 from handlib.data.handsim.anatomy import Subject, forward_kinematics
 from handlib.data.handsim.background import STYLES, make_background
 from handlib.data.handsim.motion import ACTIONS, KEY_POSES, sample_action_track
@@ -108,10 +108,16 @@ def to_camera(obj: dict, R: np.ndarray, pos: np.ndarray) -> dict:
 
 
 def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int, mode: str, size: int,
-                   rng: np.random.Generator, canon: Canon, shift: float, tremor_deg: float = 0.5) -> dict:
+                   rng: np.random.Generator, canon: Canon, shift: float, tremor_deg: float = 0.5,
+                   ego_motion: float = 1.0, ego_rng: np.random.Generator | None = None) -> dict:
     """Motion, camera and crop of one sequence (no pixels). Returns a scene dict with
     j3d (T, 21, 3) mm camera frame, R, Rf (T, 3, 3), K (3, 3), box (T, 4), Kc (T, 3, 3) float32,
-    subject, obj (camera frame) or None."""
+    subject, obj (camera frame) or None, and for a moving camera bg_H (T, 3, 3).
+
+    ``ego_motion`` scales the egocentric head motion and arm transport (``ego.py``; 0 = fixed
+    camera). They are drawn from ``ego_rng`` (default: a child spawned from ``rng``, which
+    leaves ``rng``'s stream untouched), so everything else of the sequence is the same for any
+    ``ego_motion``."""
     track = sample_action_track(action, rng, n_frames, style, tremor_deg=tremor_deg)
     local = forward_kinematics(track["angles"], subj)  # (T, 21, 3) hand frame
     angles = _mix(canon.view[mode], camera.view_params(mode, rng), shift)
@@ -121,6 +127,12 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
     K = camera.intrinsics(rng)
     pos0 = camera.hand_placement(mode, rng, K, Rb @ np.array([60.0 * subj.scale, 0.0, 0.0]))
     pos = pos0 + track["offset"] @ Rb.T  # (T, 3)
+    moving = mode == "ego" and ego_motion > 0
+    if moving:
+        ego_rng = rng.spawn(1)[0] if ego_rng is None else ego_rng
+        head_ang, head_shift = ego.head_motion(ego_rng, n_frames, ego_motion)
+        if ACTIONS[action].transport:
+            pos = pos + ego.arm_transport(ego_rng, n_frames, pos0, K, ego_motion)
     j3d = np.einsum("tij,tnj->tni", R, local) + pos[:, None]
     dz = max(0.0, 150.0 - j3d[..., 2].min())  # keep every joint well in front of the camera
     j3d[..., 2] += dz
@@ -131,11 +143,23 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
     to_body /= np.linalg.norm(to_body, axis=-1, keepdims=True)
     fore = 0.35 * (-Rf[:, :, 0]) + 0.65 * to_body
     fore /= np.linalg.norm(fore, axis=-1, keepdims=True)
+    out = {}
+    if moving:  # body frame -> the moving camera's frame: X_cam = Rc^T (X_body - c)
+        Rc, c = ego.camera_pose(ego.follow_hand(head_ang, j3d.mean(1), K), head_shift)
+        Rt = np.swapaxes(Rc, -1, -2)
+        j3d = np.einsum("tij,tnj->tni", Rt, j3d - c[:, None])
+        dz = max(0.0, 150.0 - j3d[..., 2].min())  # as above, for the turned head
+        j3d[..., 2] += dz
+        c = c - Rc[:, :, 2] * dz
+        pos = np.einsum("tij,tj->ti", Rt, pos - c)
+        R, Rf, fore = Rt @ R, Rt @ Rf, np.einsum("tij,tj->ti", Rt, fore)
+        out["bg_H"] = ego.background_homography(K, Rc)
     box = camera.crop_boxes(project_np(j3d, K), rng)
     obj = None
     kind = ACTIONS[action].obj
     if kind is not None:
         obj = to_camera(object_in_hand(kind, local, subj, rng), R, pos)
-    return {"j3d": j3d.astype(np.float32), "R": R, "Rf": Rf, "K": K, "box": box,
-            "Kc": camera.crop_K(K, box, size), "forearm": fore, "subject": subj, "obj": obj, "mode": mode, "pos": pos,
-            "angles": track["angles"]}
+    out.update({"j3d": j3d.astype(np.float32), "R": R, "Rf": Rf, "K": K, "box": box,
+                "Kc": camera.crop_K(K, box, size), "forearm": fore, "subject": subj, "obj": obj, "mode": mode,
+                "pos": pos, "angles": track["angles"]})
+    return out
