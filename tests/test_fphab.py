@@ -196,6 +196,12 @@ def test_check_command_on_fixture(tree, capsys):
     (tree / "Video_files" / TEST[0] / "color" / "color_0002.jpeg").unlink()
     (tree / "Hand_pose_annotation_v1" / TRAIN[0] / "skeleton.txt").write_text("")
     assert cli(["check", "fphab", str(tree)]) == 1
+    out = capsys.readouterr().out  # grouped by kind and sequence, paths relative to the root
+    assert "problems (2)" in out and "missing image: 1 file(s) in 1 sequence(s) (test: 1 in 1 seq)" in out
+    assert f"Video_files/{TEST[0]}/color: 1 of {N_FRAMES} frames" in out
+    assert "empty skeleton.txt: 1 sequence(s) (train 1)" in out
+    assert "train: INCOMPLETE" in out and 'missing_images="skip"' in out
+    assert cli(["check", "fphab", str(tree), "--all"]) == 1  # every path, as before
     out = capsys.readouterr().out
     assert "problems (2)" in out and "color_0002.jpeg: missing image" in out
     assert f"{TRAIN[0]}/skeleton.txt: empty skeleton.txt" in out

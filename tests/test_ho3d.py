@@ -177,6 +177,11 @@ def test_check_command_on_fixture(tree, capsys):
     (tree / "train" / "ABF10" / "meta" / "0001.pkl").write_bytes(b"garbage")
     assert cli(["check", "ho3d", str(tree)]) == 1
     out = capsys.readouterr().out
+    assert "problems (2)" in out and "missing image: 1 file(s) in 1 sequence(s) (evaluation: 1 in 1 seq)" in out
+    assert "    evaluation/SM1: 1 file(s)" in out and "unreadable pickle" in out
+    assert "evaluation: INCOMPLETE" in out and "train: INCOMPLETE" in out
+    assert cli(["check", "ho3d", str(tree), "--verbose"]) == 1
+    out = capsys.readouterr().out
     assert "problems (2)" in out and "SM1/rgb/0001.jpg: missing image" in out
     assert "ABF10/meta/0001.pkl: unreadable pickle" in out
 
@@ -232,5 +237,5 @@ def test_check_decode_finds_unreadable_image(tree, capsys):
     bad.write_bytes(b"not a jpeg")
     assert cli(["check", "ho3d", str(tree)]) == 0  # exists: fine without decoding
     capsys.readouterr()
-    assert cli(["check", "ho3d", str(tree), "--decode"]) == 1
+    assert cli(["check", "ho3d", str(tree), "--decode", "--all"]) == 1
     assert f"{bad}: unreadable image" in capsys.readouterr().out
