@@ -42,24 +42,32 @@ def align_sc_tr(pred: Tensor, gt: Tensor, bone: tuple[int, int] = REF_BONE, root
     return root_relative(pred, root) * scale[..., None, None] + gt[..., root : root + 1, :]
 
 
-def align_procrustes(pred: Tensor, gt: Tensor) -> Tensor:
-    """Similarity (scaled orthogonal Procrustes, Umeyama) alignment of pred onto gt.
-    Rotations only (det = +1), as in the FreiHAND / HO3D evaluation code."""
+def align_procrustes(pred: Tensor, gt: Tensor, allow_reflection: bool = False) -> Tensor:
+    """Similarity alignment of pred onto gt (scaled orthogonal Procrustes, Umeyama 1991):
+    the scale, translation and orthogonal map that minimise the squared error.
+
+    By default the map is a proper rotation (det = +1, Umeyama's sign correction), so a
+    mirrored prediction (a left hand for a right one) keeps its error. This differs from the
+    FreiHAND / HO3D evaluation code, which uses ``scipy.linalg.orthogonal_procrustes`` without
+    a determinant check and hence also allows reflections: ``allow_reflection=True``
+    reproduces that behaviour. On non-mirrored predictions the two agree; they differ only
+    where the best orthogonal map is a reflection, where ours is larger or equal."""
     mu_p, mu_g = pred.mean(-2, keepdim=True), gt.mean(-2, keepdim=True)
     X, Y = pred - mu_p, gt - mu_g  # (..., J, 3)
     H = X.transpose(-1, -2) @ Y  # (..., 3, 3)
     U, S, Vh = torch.linalg.svd(H)
-    d = torch.sign(torch.linalg.det(Vh.transpose(-1, -2) @ U.transpose(-1, -2)))
     D = torch.ones_like(S)
-    D[..., -1] = d
+    if not allow_reflection:
+        D[..., -1] = torch.sign(torch.linalg.det(Vh.transpose(-1, -2) @ U.transpose(-1, -2)))
     R = Vh.transpose(-1, -2) @ (D[..., None] * U.transpose(-1, -2))  # maps X -> Y
     var = (X**2).sum((-1, -2))
     scale = (S * D).sum(-1) / var.clamp_min(1e-12)
     return scale[..., None, None] * X @ R.transpose(-1, -2) + mu_g
 
 
-def pa_mpjpe(pred: Tensor, gt: Tensor) -> Tensor:
-    return mpjpe(align_procrustes(pred, gt), gt)
+def pa_mpjpe(pred: Tensor, gt: Tensor, allow_reflection: bool = False) -> Tensor:
+    """MPJPE after ``align_procrustes`` (rotations only by default; see there)."""
+    return mpjpe(align_procrustes(pred, gt, allow_reflection), gt)
 
 
 def st_mpjpe(pred: Tensor, gt: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from handlib.data import fphab, realdata
+from handlib.data.crop import crop_K
 from handlib.data.__main__ import main as cli
 from handlib.data.realdata import DatasetError
 
@@ -260,7 +261,7 @@ def test_crop_image_and_crop_K_agree(seed):
     img = np.repeat((g * 255).astype(np.uint8)[..., None], 3, -1)
     out = 96 if seed % 2 else 48  # seed 3 upscales (side 53 px -> 96 px)
     crop = realdata.crop_image(img, box, out).astype(np.float64)[..., 0]
-    Kc = realdata.crop_K(K, box, out)
+    Kc = crop_K(K, np.array(realdata.integer_box(box))[[0, 1, 2, 2]], out)
     p = Kc @ np.linalg.solve(K, [u, v, 1.0])
     cy, cx = np.mgrid[:out, :out]
     assert crop.sum() > 0

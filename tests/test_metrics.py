@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -85,3 +86,29 @@ def test_epe2d_and_evaluate_keys():
     assert out["auc_rr"] == pytest.approx(1.0, abs=0.01)
     table = M.per_frame_table(gt + 1.0, gt)
     assert all(v.shape == (5,) for v in table.values())
+
+
+def _scipy_pa(pred, gt):
+    """Reference: similarity alignment through scipy's orthogonal_procrustes (no det check),
+    the building block of the FreiHAND / HO3D evaluation scripts."""
+    from scipy.linalg import orthogonal_procrustes
+
+    p, g = pred.numpy(), gt.numpy()
+    P, G = p - p.mean(0), g - g.mean(0)
+    R, s = orthogonal_procrustes(P, G)  # min ||P R - G||, R orthogonal (reflections allowed)
+    aligned = P @ R * (s / (P**2).sum()) + g.mean(0)
+    return float(np.linalg.norm(aligned - g, axis=-1).mean())
+
+
+def test_pa_reflection_both_behaviours():
+    g = torch.Generator().manual_seed(5)
+    gt = random_hand(1, g)
+    R = rotation(torch.tensor([0.3, -1.0, 0.4], dtype=torch.float64), 0.7)
+    mirrored = 1.3 * (gt * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)) @ R.T + 20.0
+    ours = float(M.pa_mpjpe(mirrored, gt))
+    assert ours > 5.0  # rotations only: a mirrored hand keeps a hand-sized error
+    assert float(M.pa_mpjpe(mirrored, gt, allow_reflection=True)) < 1e-6  # reflections allowed
+    assert _scipy_pa(mirrored[0], gt[0]) < 1e-6
+    noisy = gt + torch.randn(gt.shape, generator=g, dtype=torch.float64) * 5.0  # not mirrored
+    for flag in (False, True):  # where the best map is a rotation, all three agree
+        assert float(M.pa_mpjpe(noisy, gt, allow_reflection=flag)) == pytest.approx(_scipy_pa(noisy[0], gt[0]), rel=1e-6)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from handlib.data.crop import propagate_specs
 from handlib.data.realdata import (
     DatasetError,
     FrameSpec,
@@ -179,14 +180,29 @@ def scan_fphab(root, margin: float = 0.25, raise_on_problem: bool = True, strict
     return scan
 
 
+TEST_CROPS = {  # test_crop -> the dataset's crop_source and crop_note
+    "gt": {"crop_source": "gt_joints",
+           "crop_note": "every crop (test too) around the frame's own true 2D joints, 25% margin"},
+    "previous": {"crop_source": "previous_frame",
+                 "crop_note": "test crops label-free: true boxes of frames t-1, t-2 propagated at constant "
+                              "velocity (frame 0 initialises); training crops around true joints"},
+}
+
+
 def load_fphab(root, image_size: int = 128, cache_root=None, margin: float = 0.25,
-               strict: bool = False, missing_images: str = "raise", workers: int = 4) -> RealDataset:
+               strict: bool = False, missing_images: str = "raise", workers: int = 4,
+               test_crop: str = "gt") -> RealDataset:
     """FPHAB action split as a cached ``FrameStore`` plus the training split's motion.
 
     ``missing_images="skip"`` drops frames without an image (logged, listed in
-    ``info["dropped"]``) instead of raising."""
+    ``info["dropped"]``) instead of raising. ``test_crop``: "gt" crops every frame around its
+    own true joints (the usual practice; reads the test labels); "previous" crops each test
+    frame with the true boxes of frames t-1, t-2 propagated at constant velocity
+    (``crop.propagate_boxes``; frame 0 initialises), training frames as with "gt"."""
     if missing_images not in ("raise", "skip"):
         raise ValueError(f"missing_images must be 'raise' or 'skip', not {missing_images!r}")
+    if test_crop not in TEST_CROPS:
+        raise ValueError(f"test_crop must be one of {list(TEST_CROPS)}, not {test_crop!r}")
     root = check_layout(root)
 
     def make_specs():
@@ -196,14 +212,16 @@ def load_fphab(root, image_size: int = 128, cache_root=None, margin: float = 0.2
         info = {"skipped": scan.skipped, "dropped": scan.problems,
                 "sequences": {k: len(v) for k, v in scan.sequences.items()},
                 "published_sequences": PUBLISHED_SEQUENCES}
+        if test_crop == "previous":
+            propagate_specs(scan.specs, "test")
         return scan.specs, info
 
     settings = {"margin": margin, "strict": strict, "missing_images": missing_images,
-                "listing": file_signature([root / SPLIT_FILE])}
+                "listing": file_signature([root / SPLIT_FILE]), **({"test_crop": test_crop} if test_crop != "gt" else {})}
     store, path, info = cached_store("fphab", root, image_size, settings, make_specs,
                                      cache_root=cache_root, workers=workers)
     info.update(cache=str(path), frames=store.meta["split"].value_counts().to_dict())
-    return RealDataset(store=store, motion=train_motion(store), info=info)
+    return RealDataset(store=store, motion=train_motion(store), info=info, **TEST_CROPS[test_crop])
 
 
 def read_motion(root, split: str = "train") -> list[np.ndarray]:

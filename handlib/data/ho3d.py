@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from handlib.data import safe_pickle
+from handlib.data.crop import propagate_specs
 from handlib.data.realdata import (
     DatasetError,
     FrameSpec,
@@ -166,23 +167,39 @@ def scan_ho3d(root, margin: float = 0.25, raise_on_problem: bool = True) -> Scan
     return scan
 
 
+TEST_CROPS = {  # test_crop -> the dataset's crop_source and crop_note
+    "gt": {"crop_source": "gt_joints+gt_bbox",
+           "crop_note": "training crops around the true 2D joints; evaluation crops around the official "
+                        "handBoundingBox (derived from the ground truth)"},
+    "previous": {"crop_source": "previous_frame",
+                 "crop_note": "evaluation crops: handBoundingBox of frames t-1, t-2 propagated at constant "
+                              "velocity (frame 0 initialises); training crops around true joints"},
+}
+
+
 def load_ho3d(root, image_size: int = 128, cache_root=None, margin: float = 0.25,
-              workers: int = 4) -> RealDataset:
-    """HO3D train (labelled) + evaluation (unlabelled, split 'test') as a cached store."""
+              workers: int = 4, test_crop: str = "gt") -> RealDataset:
+    """HO3D train (labelled) + evaluation (unlabelled, split 'test') as a cached store.
+    ``test_crop`` "previous": evaluation crops from the previous frames' boxes (``TEST_CROPS``)."""
+    if test_crop not in TEST_CROPS:
+        raise ValueError(f"test_crop must be one of {list(TEST_CROPS)}, not {test_crop!r}")
     root = check_layout(root)
 
     def make_specs():
         scan = scan_ho3d(root, margin=margin)
         if scan.excluded.get("train"):
             log.warning("HO3D: excluded %d training frames with None annotations", scan.excluded["train"])
+        if test_crop == "previous":
+            propagate_specs(scan.specs, "test")
         return scan.specs, {"listed": scan.listed, "excluded_none": scan.excluded,
                             "published_frames": PUBLISHED_FRAMES}
 
-    settings = {"margin": margin, "listing": file_signature([root / "train.txt", root / "evaluation.txt"])}
+    settings = {"margin": margin, "listing": file_signature([root / "train.txt", root / "evaluation.txt"]),
+                **({"test_crop": test_crop} if test_crop != "gt" else {})}
     store, path, info = cached_store("ho3d", root, image_size, settings, make_specs,
                                      cache_root=cache_root, workers=workers)
     info.update(cache=str(path), frames=store.meta["split"].value_counts().to_dict())
-    return RealDataset(store=store, motion=train_motion(store), info=info)
+    return RealDataset(store=store, motion=train_motion(store), info=info, **TEST_CROPS[test_crop])
 
 
 def evaluation_keys(root) -> list[str]:

@@ -25,10 +25,9 @@ from typing import Callable
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from handlib.data.datasets import FrameStore
-from handlib.geometry import crop_intrinsics
+from handlib.data.crop import crop_K
 from handlib.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class FrameSpec:
     image: str  # path of the full image
     j3d: np.ndarray  # (21, 3) mm camera frame canonical, NaN if unlabelled
     K: np.ndarray  # (3, 3) intrinsics of the full image
-    box: np.ndarray  # (4,) [x0, y0, side, side] px square crop in the full image
+    box: np.ndarray  # (4,) [x0, y0, side, side] px square crop in the full image (crop.py's convention)
     ids: dict = field(default_factory=dict)  # sequence, subject, action, frame, split, ...
 
 
@@ -57,6 +56,8 @@ class RealDataset:
     store: FrameStore
     motion: tuple[list[np.ndarray], list[np.ndarray]]  # ([(T,21,3) mm], [(T,3,3)])
     info: dict = field(default_factory=dict)  # counts, skipped sequences, cache path
+    crop_source: str = "gt_joints"  # where test crops come from (written into every run record)
+    crop_note: str = ""  # one line saying so, for readers of a record
 
 
 def box_from_points(j2d: np.ndarray, margin: float, min_side: float = 32.0) -> np.ndarray:
@@ -77,21 +78,6 @@ def integer_box(box: np.ndarray) -> tuple[int, int, int]:
     """The pixel-aligned box actually cut: (x0, y0, side) ints."""
     side = max(int(round(box[2])), 1)
     return int(round(box[0])), int(round(box[1])), side
-
-
-def crop_K(K: np.ndarray, box: np.ndarray, out_size: int) -> np.ndarray:
-    """Intrinsics of the crop made by ``crop_image`` (same integer box, cv2 resize).
-
-    cv2's resize maps pixel centres as (u' + 0.5) = (u - x0 + 0.5) * s, i.e.
-    u' = (u - x0) * s + (s - 1) / 2, so the box handed to ``crop_intrinsics`` is shifted
-    by (1/s - 1)/2 (``crop_intrinsics`` computes u' = (u - bx) * s) to make projected
-    joints land on the resized pixels exactly.
-    """
-    x0, y0, side = integer_box(box)
-    s = out_size / side
-    shift = 0.5 * (1.0 / s - 1.0)
-    b = torch.tensor([x0 + shift, y0 + shift, side, side], dtype=torch.float64)
-    return crop_intrinsics(torch.as_tensor(K, dtype=torch.float64), b, out_size).numpy()
 
 
 def crop_image(img: np.ndarray, box: np.ndarray, out_size: int) -> np.ndarray:
@@ -153,7 +139,8 @@ def cached_store(name: str, root, image_size: int, settings: dict,
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                            shape=(n, image_size, image_size, 3))
         j3d = np.stack([s.j3d for s in specs]).astype(np.float32) if n else np.zeros((0, 21, 3), np.float32)
-        K = (np.stack([crop_K(s.K, s.box, image_size) for s in specs]).astype(np.float32)
+        K = (np.stack([crop_K(s.K, np.array(integer_box(s.box))[[0, 1, 2, 2]], image_size)
+                       for s in specs]).astype(np.float32)
              if n else np.zeros((0, 3, 3), np.float32))
 
         def work(i: int) -> None:

@@ -3,15 +3,15 @@
 Camera frame is OpenCV's (x right, y down, z forward), mm. The full sensor is 640x480
 with a focal length of 480-620 px (FPHAB's colour camera scaled to VGA). The model input
 is a square crop around the hand, resized to ``image_size``; its intrinsics come from
-``handlib.geometry.crop_intrinsics``.
+``handlib.data.crop.crop_K`` (the one crop-K function of the data layer).
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.ndimage import gaussian_filter1d
 
-from handlib.geometry import crop_intrinsics
+from handlib.data.crop import propagate_boxes
+
 
 FRAME_W, FRAME_H = 640, 480
 DEPTH = {"ego": (250.0, 600.0), "third": (380.0, 800.0)}  # wrist distance from the camera, mm
@@ -78,22 +78,27 @@ def wrist_rotation(wrist_deg: np.ndarray) -> np.ndarray:
 
 
 def crop_boxes(j2d_full: np.ndarray, rng: np.random.Generator, margin: float = 1.45, smooth: float = 1.5,
-               min_side: float = 48.0) -> np.ndarray:
-    """Square crops (T, 4) [x0, y0, side, side] px around 2D joints (T, 21, 2), as a tracker
-    would give them: box centre and size smoothed over time, a constant per-sequence offset."""
+               min_side: float = 48.0, source: str = "gt") -> np.ndarray:
+    """Square crops (T, 4) [x0, y0, side, side] px around 2D joints (T, 21, 2), x0, y0 the
+    full-image pixel centre that lands on the crop's first pixel centre (``crop.centre_box``).
+    A per-sequence constant offset and scale jitter the box in either mode.
+
+    source "gt": box centre and size of each frame's own joints, smoothed over time (sigma
+    ``smooth`` frames, both directions) as an offline tracker would give them.
+    source "previous": label-free for frame t: the box of frames t-1 and t-2 propagated at
+    constant velocity (size of t-1); frame 0 is the tracker's initialisation (its own box),
+    frame 1 takes frame 0's."""
     lo, hi = j2d_full.min(1), j2d_full.max(1)
     c = (lo + hi) / 2
     side = np.maximum((hi - lo).max(1) * margin, min_side)
-    if len(c) > 1 and smooth > 0:
+    if source == "previous":
+        b = propagate_boxes(np.concatenate([c - side[:, None] / 2, side[:, None], side[:, None]], 1))
+        c, side = b[:, :2] + b[:, 2:] / 2, b[:, 2]
+    elif source != "gt":
+        raise ValueError(f"crop_boxes: source {source!r} not in ('gt', 'previous')")
+    elif len(c) > 1 and smooth > 0:
         c = gaussian_filter1d(c, smooth, axis=0, mode="nearest")
         side = gaussian_filter1d(side, smooth, mode="nearest")
     side = side * rng.uniform(0.95, 1.08)
     c = c + rng.uniform(-0.04, 0.04, 2) * side[:, None]
     return np.concatenate([c - side[:, None] / 2, side[:, None], side[:, None]], 1)
-
-
-def crop_K(K: np.ndarray, boxes: np.ndarray, out_size: int) -> np.ndarray:
-    """(3, 3) full-frame K and (T, 4) boxes -> (T, 3, 3) float32 crop intrinsics."""
-    Kt = torch.from_numpy(np.broadcast_to(K, (len(boxes), 3, 3)).copy())
-    return crop_intrinsics(Kt, torch.from_numpy(boxes), out_size).numpy().astype(np.float32)
-

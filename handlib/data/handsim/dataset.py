@@ -39,7 +39,7 @@ from handlib.paths import cache_dir
 from handlib.repro import atomic_write_json
 
 VERSION = "hs2"  # format version (hs2: egocentric head motion and arm transport); the generator's source code is fingerprinted into the hash too
-_GENERATOR_MODULES = ("anatomy", "motion", "camera", "ego", "background", "scene", "render", "dataset")
+_GENERATOR_MODULES = ("anatomy", "motion", "camera", "ego", "../crop", "background", "scene", "render", "dataset")
 _STREAM = {"canon": 1, "subject": 2, "video": 3, "motion_subject": 4, "motion": 5, "split": 6, "render": 7, "plan": 8}
 SAMPLE_BLOCKS, BLOCK = 64, 1 << 16
 FULL_HASH_LIMIT = 256 << 20  # files up to this size are fully hashed on every load
@@ -72,6 +72,11 @@ class HandSimConfig(StageConfig):
                                    "10-30 cm reaches in object actions (ego.py); 0 = a fixed camera with the "
                                    "wrist drifting in place, as in hs1. Default 1 brings the wrist's speed "
                                    "relative to the camera to ~2.5x hs1's at p50 and p90 (README, Data)")
+    test_crop: str = param("gt", choices=("gt", "previous"),
+                           help="test-split crops: 'gt' = each frame's true joints, smoothed over time and "
+                                "jittered (reads the test frame's labels, like most hand-pose papers); "
+                                "'previous' = label-free for frame t: the box of frames t-1, t-2 propagated "
+                                "at constant velocity (frame 0 initialises). Training crops are always 'gt'")
     noise: float = param(8.0, range=(0.0, 40.0), help="maximum sensor noise std, grey levels")
     blur: float = param(1.0, range=(0.0, 5.0), help="maximum blur sigma, px at 128 px")
 
@@ -142,8 +147,9 @@ def generate_sequence(cfg: HandSimConfig, row, canon, subjects, render: bool = T
     """Scene and (optionally) images of one planned sequence, from its own RNG stream."""
     subj, style = subjects[row.s_idx]
     rng = _rng(cfg, "video", row.s_idx, row.a_id, row.rep - 1)
+    crop = cfg.test_crop if row.split == "test" else "gt"
     scene = build_sequence(row.action, subj, style, row.frames, row.camera, cfg.image_size, rng, canon,
-                           cfg.appearance_shift, cfg.tremor_deg, cfg.ego_motion)
+                           cfg.appearance_shift, cfg.tremor_deg, cfg.ego_motion, crop_source=crop)
     look, bg_style = make_look(rng, canon, cfg.appearance_shift, subj, cfg.noise, cfg.blur)
     images = render_sequence(scene, look, cfg.image_size, _rng(cfg, "render", row.s_idx, row.a_id, row.rep)) \
         if render else None
@@ -282,6 +288,19 @@ class HandSim:
     config: HandSimConfig
     path: Path
     j2d: np.ndarray  # (N, 21, 2) px, project(j3d, K), computed on load
+
+    @property
+    def crop_source(self) -> str:
+        """Where the test split's crops come from (written into every run record)."""
+        return "gt_smoothed_jittered" if self.config.test_crop == "gt" else "previous_frame"
+
+    @property
+    def crop_note(self) -> str:
+        if self.config.test_crop == "gt":
+            return ("test crops from each frame's true 2D joints, smoothed over +-1.5 frames and jittered "
+                    "(reads the test labels)")
+        return ("test crops label-free: frame t's box is frames t-1, t-2's true boxes propagated at constant "
+                "velocity (frame 0 initialises from its own box); training crops from true joints")
 
     @property
     def sequences(self) -> pd.DataFrame:

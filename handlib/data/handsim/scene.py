@@ -15,6 +15,7 @@ from handlib.data.handsim.anatomy import Subject, forward_kinematics
 from handlib.data.handsim.background import STYLES, make_background
 from handlib.data.handsim.motion import ACTIONS, KEY_POSES, sample_action_track
 from handlib.data.handsim.render import Look
+from handlib.data.crop import centre_box, crop_K
 from handlib.geometry import project_np
 
 
@@ -109,7 +110,8 @@ def to_camera(obj: dict, R: np.ndarray, pos: np.ndarray) -> dict:
 
 def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int, mode: str, size: int,
                    rng: np.random.Generator, canon: Canon, shift: float, tremor_deg: float = 0.5,
-                   ego_motion: float = 1.0, ego_rng: np.random.Generator | None = None) -> dict:
+                   ego_motion: float = 1.0, ego_rng: np.random.Generator | None = None,
+                   crop_source: str = "gt") -> dict:
     """Motion, camera and crop of one sequence (no pixels). Returns a scene dict with
     j3d (T, 21, 3) mm camera frame, R, Rf (T, 3, 3), K (3, 3), box (T, 4), Kc (T, 3, 3) float32,
     subject, obj (camera frame) or None, and for a moving camera bg_H (T, 3, 3).
@@ -117,7 +119,7 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
     ``ego_motion`` scales the egocentric head motion and arm transport (``ego.py``; 0 = fixed
     camera). They are drawn from ``ego_rng`` (default: a child spawned from ``rng``, which
     leaves ``rng``'s stream untouched), so everything else of the sequence is the same for any
-    ``ego_motion``."""
+    ``ego_motion``. ``crop_source`` "gt" or "previous" (label-free): see ``camera.crop_boxes``."""
     track = sample_action_track(action, rng, n_frames, style, tremor_deg=tremor_deg)
     local = forward_kinematics(track["angles"], subj)  # (T, 21, 3) hand frame
     angles = _mix(canon.view[mode], camera.view_params(mode, rng), shift)
@@ -154,12 +156,12 @@ def build_sequence(action: str, subj: Subject, style: np.ndarray, n_frames: int,
         pos = np.einsum("tij,tj->ti", Rt, pos - c)
         R, Rf, fore = Rt @ R, Rt @ Rf, np.einsum("tij,tj->ti", Rt, fore)
         out["bg_H"] = ego.background_homography(K, Rc)
-    box = camera.crop_boxes(project_np(j3d, K), rng)
+    box = camera.crop_boxes(project_np(j3d, K), rng, source=crop_source)
     obj = None
     kind = ACTIONS[action].obj
     if kind is not None:
         obj = to_camera(object_in_hand(kind, local, subj, rng), R, pos)
     out.update({"j3d": j3d.astype(np.float32), "R": R, "Rf": Rf, "K": K, "box": box,
-                "Kc": camera.crop_K(K, box, size), "forearm": fore, "subject": subj, "obj": obj, "mode": mode,
+                "Kc": crop_K(K, centre_box(box, size), size).astype(np.float32), "forearm": fore, "subject": subj, "obj": obj, "mode": mode,
                 "pos": pos, "angles": track["angles"]})
     return out
