@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_RESULTS ?= $(CURDIR)/.cache/test-results
 NBVAL  := --nbval-lax --nbval-current-env --nbval-sanitize-with .ci/nbval_sanitize.cfg
 
-.PHONY: study test pytest nbval lint bench clean-venv
+.PHONY: study test pytest nbval golden lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ pytest: $(STAMP)
 
 nbval: $(STAMP)
 	HANDLIB_RESULTS=$(TEST_RESULTS) $(PY) -m pytest $(NBVAL) notebooks/
+
+golden: $(STAMP)  ## re-execute notebooks (NB=...) at smoke parameters, keep small outputs
+	HANDLIB_RESULTS=$(TEST_RESULTS) $(PY) .ci/golden.py $(or $(NB),notebooks/*.ipynb)
 
 lint: $(STAMP)
 	$(PY) -m ruff check handlib tests

@@ -1,0 +1,48 @@
+"""Re-execute notebooks at their smoke parameters and keep small outputs (the nbval goldens).
+
+    HANDLIB_RESULTS=.cache/test-results .venv/bin/python .ci/golden.py notebooks/02_pretrain.ipynb
+
+Keeps stdout streams and the text/plain of results and displays (tables, reprs); drops images,
+widgets, stderr (progress bars) and per-cell timing metadata, so committed notebooks stay small
+and diffs show only what nbval compares. Execution counts and the `parameters` tag are kept.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ExecutePreprocessor
+
+
+def slim(nb) -> None:
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        keep = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and out.name == "stdout":
+                keep.append(out)
+            elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.data:
+                if "application/vnd.jupyter.widget-view+json" in out.data:
+                    continue
+                out.data = {"text/plain": out.data["text/plain"]}
+                out.metadata = {}
+                keep.append(out)
+            elif out.output_type == "error":
+                raise RuntimeError(f"cell failed: {''.join(cell.source)[:200]}")
+        cell.outputs = keep
+
+
+def main(paths: list[str]) -> None:
+    for p in map(Path, paths):
+        nb = nbformat.read(p, as_version=4)
+        ExecutePreprocessor(timeout=1800, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(p.parent)}})
+        slim(nb)
+        nbformat.write(nb, p)
+        print(f"{p}: {p.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
