@@ -84,3 +84,17 @@ def test_window_starts_edge_cases():
     b = pd.DataFrame({"start": [0, 5], "length": [5, 3]})
     assert list(window_starts(b, 3, 1)) == [0, 1, 2, 5]
     assert len(window_starts(b, 6, 1)) == 0
+
+
+def test_video_windows_never_span_a_frame_gap():
+    s = _store()
+    keep = np.flatnonzero(~s.meta.index.isin([8]))  # frame 8 of s0 missing (e.g. a skipped image)
+    g = FrameStore(s.images[keep], s.j3d[keep], s.K[keep], s.meta.iloc[keep].reset_index(drop=True))
+    runs = g.frame_runs(["s0", "s1"])
+    assert list(runs["start"]) == [0, 8, 19] and list(runs["length"]) == [8, 11, 20]
+    assert list(runs["sequence"]) == ["s0", "s0", "s1"]
+    ds = VideoWindows(g, ["s0", "s1"], S=8)
+    assert len(ds) == 1 + 4 + 13  # 8 frames: 1 window; 11: 4; 20: 13
+    frames = g.meta["frame"].to_numpy()
+    for start in ds.starts:
+        assert np.all(np.diff(frames[start:start + 8]) == 1)

@@ -64,6 +64,18 @@ class FrameStore:
         g = self.meta.reset_index().groupby("sequence", sort=False)["index"]
         return pd.DataFrame({"start": g.min(), "length": g.size()})
 
+    def frame_runs(self, sequences=None) -> pd.DataFrame:
+        """Runs of consecutive frame numbers (a gap, e.g. a skipped missing image, cuts):
+        first row, number of frames, sequence; for ``sequences`` (default all), in store order."""
+        rows = np.arange(len(self.meta)) if sequences is None else self.rows_of(sequences)
+        seq = self.meta["sequence"].to_numpy()[rows]
+        frame = self.meta["frame"].to_numpy()[rows]
+        cut = np.flatnonzero((seq[1:] != seq[:-1]) | (np.diff(frame) != 1) | (np.diff(rows) != 1)) + 1
+        first = np.concatenate([[0], cut]).astype(np.int64)
+        length = np.diff(np.concatenate([first, [len(rows)]]))
+        return pd.DataFrame({"start": rows[first] if len(rows) else first, "length": length,
+                             "sequence": seq[first] if len(rows) else []})
+
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
@@ -106,12 +118,12 @@ def window_starts(bounds: pd.DataFrame, S: int, stride: int) -> np.ndarray:
 
 class VideoWindows(Dataset):
     """S consecutive frames of unlabelled video: images (S,3,H,W), K (S,3,3), start row.
-    Labels are deliberately not returned: the adversarial stage must never read them."""
+    Labels are deliberately not returned: the adversarial stage must never read them.
+    No window spans a gap in frame numbers (``FrameStore.frame_runs``)."""
 
     def __init__(self, store: FrameStore, sequences, S: int = 16, stride: int = 1):
         self.store, self.S = store, S
-        bounds = store.sequence_bounds().loc[list(sequences)]
-        self.starts = window_starts(bounds, S, stride)
+        self.starts = window_starts(store.frame_runs(list(sequences)), S, stride)
 
     def __len__(self) -> int:
         return len(self.starts)
