@@ -1,21 +1,30 @@
 """THE training loop, shared by pre-training and the adversarial stage.
 
 A ``Task`` owns the networks and the losses; the loop owns everything else: AdamW per
-named optimiser, a learning-rate schedule that is a pure function of the step (``get_lr``),
+named optimiser (each with its own lr scale, betas, weight decay, schedule and clipping:
+``optim=``), a learning-rate schedule that is a pure function of the step (``get_lr``),
 gradient clipping, bf16 autocast + channels_last, step-indexed data (the batch of step s
-is a pure function of (seed, s), so a resumed run sees exactly the batches it would have
-seen), periodic evaluation, tqdm progress, atomic checkpoints (modules, optimisers, step,
-RNG states, history) every N steps and at the end, exact resume, and a NaN/inf guard that
-stops with an error naming the step and leaves the last good checkpoint in place.
+of stream n is a pure function of (seed, n, s), so a resumed run sees exactly the batches
+it would have seen), periodic evaluation, tqdm progress, atomic checkpoints (modules,
+optimisers, step, RNG states, task state, history) every N steps and at the end, exact
+resume, and a NaN/inf guard that stops with an error naming the step and leaves the last
+good checkpoint in place.
 
     task.modules      dict name -> nn.Module (saved in checkpoints, moved to the device)
-    task.optimised    dict name -> list of parameters; one AdamW each, stepped in dict order
+    task.optimised    dict name -> list of parameters; one AdamW each
     task.train_mode() put modules in training mode (and apply the BN phase)
     task.step(batch, step) -> (losses: dict name -> scalar Tensor, logs: dict name -> float)
-                      ``losses`` keys are optimiser names; each loss is backpropagated and
-                      its optimiser stepped, in order (M before D: D's loss must not share
-                      a graph with parameters already updated)
+                      ``losses`` keys are optimiser names. For each key, in the order of the
+                      returned dict: zero_grad, backward, clip, step. An optimiser whose key
+                      is absent is left alone that step (no zero_grad, no step): e.g. D
+                      updated every 2nd step. Two players: return M before D. M's loss graph
+                      goes through D's parameters, so D must not be updated before M's
+                      backward (in-place update of a tensor the graph saved); D's loss is
+                      computed on detached fakes; M's backward also fills D's .grad, which
+                      D's own zero_grad clears before D's backward.
     task.evaluate(step) -> dict name -> float   (optional; eval mode is the task's business)
+    task.state_dict() / task.load_state_dict(d)  (optional: task-owned state, e.g. the
+                      torch.Generator of D's augmentation; saved under "task", restored on resume)
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import math
 import os
 import random
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -73,6 +83,38 @@ def get_lr(step: int, cfg: LoopConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+# ---------------------------------------------------------------- per-optimiser settings
+OPTIM_KEYS = {"lr_scale", "betas", "weight_decay", "schedule", "grad_clip"}
+
+
+def optim_settings(names, cfg: LoopConfig, optim: dict[str, dict] | None = None,
+                   lr_scale: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Full settings per optimiser name: defaults from ``cfg``, then ``lr_scale``, then ``optim``."""
+    optim = {k: dict(v) for k, v in (optim or {}).items()}
+    for k, v in (lr_scale or {}).items():
+        optim[k] = {"lr_scale": v} | optim.get(k, {})
+    if bad := sorted(set(optim) - set(names)):
+        raise ValueError(f"optim/lr_scale name(s) {bad} not in task.optimised {list(names)}")
+    out = {}
+    for k in names:
+        o = optim.get(k, {})
+        if bad := sorted(set(o) - OPTIM_KEYS):
+            raise ValueError(f"optim['{k}']: unknown key(s) {bad}; known: {sorted(OPTIM_KEYS)}")
+        s = {"lr_scale": 1.0, "betas": (0.9, 0.999), "weight_decay": cfg.weight_decay,
+             "schedule": "loop", "grad_clip": cfg.grad_clip} | o
+        if s["schedule"] not in ("loop", "constant"):
+            raise ValueError(f"optim['{k}']['schedule'] = {s['schedule']!r}: 'loop' or 'constant'")
+        if len(s["betas"]) != 2:
+            raise ValueError(f"optim['{k}']['betas'] = {s['betas']}: two floats")
+        out[k] = s | {"betas": tuple(float(b) for b in s["betas"])}
+    return out
+
+
+def optim_lr(step: int, cfg: LoopConfig, s: dict[str, Any]) -> float:
+    """Learning rate of optimiser settings ``s`` at ``step``: the loop's (``get_lr``) or constant."""
+    return (get_lr(step, cfg) if s["schedule"] == "loop" else cfg.lr) * s["lr_scale"]
+
+
 # ---------------------------------------------------------------- runtime: device, precision
 @dataclass(frozen=True)
 class Runtime:
@@ -85,8 +127,15 @@ class Runtime:
                               enabled=self.dtype is not None)
 
     def images(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) or windows (B, S, 3, H, W) on the device; with channels_last, the
+        images (for windows: ``x.flatten(0, 1)``, a view) are channels_last-contiguous."""
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.ndim == 4 else x
+        if not self.channels_last or x.ndim not in (4, 5):
+            return x
+        if x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        B, S = x.shape[:2]
+        return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (B, S))
 
     def to(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: (self.images(v) if k in ("image", "images") else v.to(self.device, non_blocking=True))
@@ -118,6 +167,12 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", channels_last
 
 
 # ---------------------------------------------------------------- step-indexed batches
+def stream_seed(seed: int, name: str) -> int:
+    """Seed of stream ``name``: stable across processes (crc32, not hash()) and independent
+    of the other streams, so adding a stream does not change this one's batches."""
+    return zlib.crc32(f"{seed}/{name}".encode())
+
+
 class StepBatchSampler(torch.utils.data.Sampler):
     """Index batches for steps [start, stop): step s uses epoch e = s // nb of a permutation
     seeded by (seed, e), batch s % nb. A pure function of (seed, s): exact resume."""
@@ -192,6 +247,8 @@ def save_checkpoint(path: Path, step: int, task, optims: dict, history: list[dic
     state = {"step": step, "modules": {k: m.state_dict() for k, m in task.modules.items()},
              "optims": {k: o.state_dict() for k, o in optims.items()}, "rng": _rng_state(),
              "history": history}
+    if hasattr(task, "state_dict"):
+        state["task"] = task.state_dict()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -212,52 +269,62 @@ class Task(Protocol):
 
 def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt_dir: str | Path,
           runtime: Runtime | None = None, on_step: Callable[[int, dict], None] | None = None,
-          lr_scale: dict[str, float] | None = None) -> list[dict[str, float]]:
-    """Train ``task`` for ``cfg.steps`` steps; returns the history (one row per step).
+          lr_scale: dict[str, float] | None = None,
+          optim: dict[str, dict] | None = None) -> list[dict[str, float]]:
+    """Train ``task`` for ``cfg.steps`` steps; returns the history (one row per step; rows
+    lack ``loss_k``/``gradnorm_k`` for an optimiser k left out of that step).
 
     streams: name -> (dataset with __getitems__, batch size); the batch handed to
     ``task.step`` is a dict name -> that stream's batch, already on the device.
+    optim: optimiser name -> {lr_scale: 1.0, betas: (0.9, 0.999), weight_decay: cfg's,
+    schedule: "loop" (get_lr) | "constant" (cfg.lr * lr_scale), grad_clip: cfg's (0: off)};
+    ``lr_scale`` (name -> float) is shorthand for optim[name]["lr_scale"]; ``optim`` wins.
     """
     rt = runtime or resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
     for m in task.modules.values():
         m.to(rt.device, memory_format=torch.channels_last if rt.channels_last else torch.preserve_format)
-    optims = {k: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=cfg.weight_decay)
-              for k, ps in task.optimised.items()}
-    scale = {k: 1.0 for k in optims} | (lr_scale or {})
+    sets = optim_settings(task.optimised, cfg, optim, lr_scale)
+    optims = {k: torch.optim.AdamW(ps, lr=cfg.lr, betas=sets[k]["betas"], weight_decay=sets[k]["weight_decay"])
+              for k, ps in task.optimised.items()}  # lr: set every step
     ckpt = Path(ckpt_dir) / "last.pt"
     start, history = 0, []
     if cfg.resume and ckpt.exists():
-        st = load_checkpoint(ckpt, map_location=rt.device)
+        st = load_checkpoint(ckpt)  # on CPU: RNG states must stay there; load_state_dict moves the rest
         for k, m in task.modules.items():
             m.load_state_dict(st["modules"][k])
         for k, o in optims.items():
             o.load_state_dict(st["optims"][k])
+        if hasattr(task, "load_state_dict") and "task" in st:
+            task.load_state_dict(st["task"])
         start, history = int(st["step"]), list(st["history"])
         _set_rng_state(st["rng"])
     if start >= cfg.steps:
         return history
-    loaders = {k: iter(step_loader(ds, bs, cfg.seed + 7919 * i, start, cfg.steps, cfg.num_workers))
-               for i, (k, (ds, bs)) in enumerate(streams.items())}
+    loaders = {k: iter(step_loader(ds, bs, stream_seed(cfg.seed, k), start, cfg.steps, cfg.num_workers))
+               for k, (ds, bs) in streams.items()}
     task.train_mode()
     bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", mininterval=2.0)
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         batch = {k: rt.to(next(it)) for k, it in loaders.items()}
-        lr = get_lr(step, cfg)
+        row: dict[str, float] = {"step": step + 1, "lr": get_lr(step, cfg)}
+        for k, opt in optims.items():
+            row[f"lr_{k}"] = optim_lr(step, cfg, sets[k])
+            for g in opt.param_groups:
+                g["lr"] = row[f"lr_{k}"]
         with rt.autocast():
             losses, logs = task.step(batch, step)
-        row: dict[str, float] = {"step": step + 1, "lr": lr}
-        for k, loss in losses.items():
-            opt = optims[k]
+        if bad := sorted(set(losses) - set(optims)):
+            raise ValueError(f"task.step returned loss(es) {bad} with no optimiser in task.optimised")
+        for k, loss in losses.items():  # in the task's order; absent optimisers are not touched
+            opt, clip = optims[k], sets[k]["grad_clip"]
             if not torch.isfinite(loss):
                 raise NonFiniteError(f"non-finite loss '{k}' = {loss.item()} at step {step + 1}; "
                                      f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
-            for g in opt.param_groups:
-                g["lr"] = lr * scale[k]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            gn = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
             if not torch.isfinite(gn):
                 raise NonFiniteError(f"non-finite gradient norm for '{k}' at step {step + 1}; "
                                      f"last good checkpoint: {ckpt if ckpt.exists() else 'none'}")
