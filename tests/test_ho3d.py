@@ -239,3 +239,34 @@ def test_check_decode_finds_unreadable_image(tree, capsys):
     capsys.readouterr()
     assert cli(["check", "ho3d", str(tree), "--decode", "--all"]) == 1
     assert f"{bad}: unreadable image" in capsys.readouterr().out
+
+
+def test_pretrain_end_to_end_writes_submission(tree, tmp_path):
+    """HO3D's evaluation split has no 3D labels: pre-training evaluates validation, predicts the
+    evaluation frames and writes the official submission instead of crashing after training."""
+    from handlib.train.pretrain import PretrainConfig, run_pretrain
+    from handlib.train.stage import HO3D_SERVER, find_pretrain
+
+    cfg = PretrainConfig(dataset="ho3d", root=str(tree), image_size=64, fraction=0.5, val_fraction=0.5,
+                         steps=2, frozen_steps=1, batch_size=2, warmup_steps=0, ckpt_every=0, eval_every=1,
+                         device="cpu", precision="fp32", smoke=True, progress=False,
+                         results=str(tmp_path / "res"), cache_root=str(tmp_path / "cache"))
+    out = run_pretrain(cfg)
+    met = json.loads((out["dir"] / "metrics.json").read_text())
+    assert np.isfinite(met["val"]["overall"]["mpjpe_rr"]) and met["val"]["n_frames"] in (2, 4)
+    assert "val/mpjpe_abs" in met["flat"] and not any(k.startswith("test/") for k in met["flat"])
+    test = met["test"]
+    assert test["source"] == HO3D_SERVER and "official HO3D server" in test["source"]
+    assert test["n_frames"] == 2 and test["complete"] and test["scale_source"] == "prior"
+    sub = Path(test["submission"])
+    assert sub.is_relative_to(out["dir"]) and sub.with_suffix(".zip").exists()
+    joints, verts = json.loads(sub.read_text())
+    assert np.shape(joints) == (2, 21, 3) and np.shape(verts) == (2, 778, 3)
+    assert np.isfinite(joints).all() and np.all(np.array(joints)[:, :, 2] < 0)  # metres, OpenGL (-z)
+    with zipfile.ZipFile(sub.with_suffix(".zip")) as z:
+        assert z.namelist() == ["pred.json"]
+    facts = met["run_facts"]
+    assert facts["crop_source"] == "gt_joints+gt_bbox" and facts["dataset"] == "ho3d"
+    assert facts["motion_source"] is None and facts["motion_available"]["source"] == "train_gt"
+    found = find_pretrain(out["run_id"], results=cfg.results)
+    assert found["checkpoint"] == out["checkpoint"] and found["checkpoint"].exists()

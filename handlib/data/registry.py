@@ -92,7 +92,7 @@ class CheckReport:
         for kind, groups in kinds.items():
             n = sum(len(v) for v in groups.values())
             by_split: dict[str, list[int]] = {}
-            for g, paths in groups.items():
+            for _g, paths in groups.items():
                 sp = self.where.get(paths[0], ("", ""))[1] or "-"
                 c = by_split.setdefault(sp, [0, 0])
                 c[0], c[1] = c[0] + 1, c[1] + len(paths)

@@ -27,6 +27,12 @@ Hand scale C at test time: the caller passes ``bone_length`` (ground truth, as m
 or None to use the bone-length prior ``model.bone_prior`` (a buffer; the pre-training stage
 sets it to the mean training reference-bone length). Which one was used is a config field
 recorded with every result (``PoseConfig.scale_source``).
+
+The closed-form root has no exact solution for some 2.5D inputs (``geometry.root_depth``'s
+``valid`` flag: degenerate reference bone or negative discriminant); it is then clamped like
+any other value. Each forward keeps its flags in ``last_root_valid`` / ``last_root_clamped``
+((B,) bool) and, in eval mode, adds them to ``root_counts()``; evaluation reports the count and
+fraction of invalid solutions per split (``train.evaluate``).
 """
 from __future__ import annotations
 
@@ -131,6 +137,21 @@ class PoseModel(nn.Module):
             self.fc = nn.Linear(512, 3 * J)
         self.refiner = RootRefiner() if cfg.refine else None
         self.register_buffer("bone_prior", torch.tensor(float(cfg.bone_prior_mm)))
+        # closed-form root flags of the last forward, (B,) bool (not buffers: checkpoints unchanged)
+        self.last_root_valid: Tensor | None = None
+        self.last_root_clamped: Tensor | None = None
+        self.reset_root_counts()
+
+    def reset_root_counts(self) -> None:
+        """Zero the running count of closed-form root solutions seen in eval mode."""
+        self._root_counts: Tensor | None = None
+
+    def root_counts(self) -> dict[str, int]:
+        """Frames seen in eval mode since ``reset_root_counts`` and how many of their closed-form
+        root depths were invalid (degenerate bone or negative discriminant: no exact solution) or
+        clamped to ``ZCF_CLAMP``."""
+        c = [0, 0, 0] if self._root_counts is None else [int(v) for v in self._root_counts.tolist()]
+        return {"frames": c[0], "invalid": c[1], "clamped": c[2]}
 
     def predict_25d(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """images (B,3,H,W) in [0,1] -> uv (B,21,2) in [0,1] of the crop, z_rel / C (B,21); fp32."""
@@ -163,8 +184,13 @@ class PoseModel(nn.Module):
 
     def root_depth(self, j2d: Tensor, z_rel_n: Tensor, K: Tensor) -> Tensor:
         """Closed-form root depth (detached, units of C) + the MLP's correction -> (B,)."""
-        zcf, _ = root_depth(j2d.detach(), z_rel_n.detach(), K, 1.0, REF_BONE)
+        zcf, valid = root_depth(j2d.detach(), z_rel_n.detach(), K, 1.0, REF_BONE)
+        clamped = (zcf < ZCF_CLAMP[0]) | (zcf > ZCF_CLAMP[1]) | ~torch.isfinite(zcf)
         zcf = zcf.clamp(*ZCF_CLAMP)
+        self.last_root_valid, self.last_root_clamped = valid.detach(), clamped.detach()
+        if not self.training:  # counted on the device, read by root_counts() (no sync here)
+            c = torch.stack([torch.tensor(valid.numel(), device=valid.device), (~valid).sum(), clamped.sum()])
+            self._root_counts = c if self._root_counts is None else self._root_counts + c.to(self._root_counts)
         if self.refiner is None:
             return zcf
         # inputs detached: the root loss trains the MLP only, the backbone learns from Eq. 2

@@ -1,12 +1,12 @@
 """Supervised pre-training of M on the labelled frames (the paper pre-trains twice: BN with
 batch statistics, then BN frozen at its aggregate statistics). One stage = one run record:
-``results/runs/<run_id>/{config.json, metrics.json, history.csv}``; checkpoints live in
-``cache_dir()/checkpoints/<run_id>/code-<hash>/<phase>/last.pt``, never in git.
+``results/runs/<run_id>/{config.json, metrics.json, history.csv, split.csv}``; checkpoints live
+in ``cache_dir()/checkpoints/<run_id>/data-<id>-code-<hash>/<phase>/last.pt``, never in git,
+and the record names the final one (``metrics.json["checkpoint"]``, read by
+``stage.find_pretrain``). The scaffolding shared with later stages is ``handlib.train.stage``.
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +16,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from handlib import metrics as M
 from handlib.config import ConfigError, StageConfig, param
 from handlib.data.datasets import LabelledFrames
 from handlib.losses import supervised_loss
 from handlib.models.pose import PoseConfig, PoseModel
-from handlib.paths import cache_dir
-from handlib.repro import RunRecord, atomic_write_text, seed_everything
+from handlib.repro import atomic_write_text, seed_everything
 from handlib.skeleton import ref_bone_length
 from handlib.train.bn import set_train_mode
-from handlib.train.evaluate import evaluate_splits, flat_metrics, predict
+from handlib.train.evaluate import flat_metrics
 from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
+from handlib.train.stage import (  # noqa: F401  (code_hash, load_data: re-exported for older callers)
+    build_split,
+    check_image_size,
+    checkpoint_block,
+    checkpoint_root,
+    code_hash,
+    final_evaluation,
+    load_data,
+    make_record,
+    run_facts,
+    val_eval_fn,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,9 @@ class PretrainConfig(StageConfig):
                           help="batch: phase 1 only; frozen: phase 2 from init_checkpoint; both")
     init_checkpoint: str | None = param(None, help="phase-1 checkpoint for bn_phase='frozen'")
     scale_source: str = param("gt", choices=("gt", "prior"), help="hand scale at test time")
+    test_crop: str = param("gt", choices=("gt", "previous"),
+                           help="test crops: 'gt' from the frame's labels, 'previous' label-free (t-1, t-2 boxes)")
+    missing_images: str = param("raise", choices=("raise", "skip"), help="FPHAB: frames without an image")
     eval_every: int = param(0, range=(0, None))
     eval_max_frames: int = param(512, range=(0, None), help="val frames for periodic eval; 0 = all")
     ckpt_every: int = param(500, range=(0, None))
@@ -83,6 +96,14 @@ class PretrainConfig(StageConfig):
     def pose_config(self) -> PoseConfig:
         return PoseConfig(image_size=self.image_size, head=self.head, refine=self.refine,
                           scale_source=self.scale_source)
+
+    def phases(self) -> list[tuple[str, int]]:
+        """(BN phase, steps) in training order."""
+        if self.bn_phase == "batch":
+            return [("batch", self.steps)]
+        if self.bn_phase == "frozen":
+            return [("frozen", self.frozen_steps or self.steps)]
+        return [("batch", self.steps)] + ([("frozen", self.frozen_steps)] if self.frozen_steps else [])
 
     def loop_config(self, steps: int, warmup: int, lr: float) -> LoopConfig:
         return LoopConfig(steps=steps, lr=lr, weight_decay=self.weight_decay, warmup_steps=warmup,
@@ -116,38 +137,6 @@ class SupervisedTask:
         return self.eval_fn() if self.eval_fn is not None else {}
 
 
-def load_data(cfg: PretrainConfig):
-    """The dataset object (``.store``, ``.motion``) named by the config."""
-    try:
-        from handlib.data.registry import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        return load_dataset(cfg.dataset, root=cfg.root, image_size=cfg.image_size, preset=cfg.preset,
-                            cache_root=cfg.cache_root)
-    if cfg.dataset != "handsim":
-        raise RuntimeError(f"dataset {cfg.dataset!r} needs handlib.data.registry, not available yet")
-    from handlib.data.handsim import load_handsim
-    return load_handsim(preset=cfg.preset, cache_root=cfg.cache_root, image_size=cfg.image_size)
-
-
-def code_hash() -> str:
-    """Short hash of the sources that define a checkpoint's meaning (model, losses, training)."""
-    root = Path(__file__).resolve().parent.parent
-    files = sorted([root / "losses.py", root / "geometry.py", *(root / "models").glob("*.py"),
-                    *(root / "train").glob("*.py")])
-    h = hashlib.sha1()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:8]
-
-
-def _subset(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
-    if n <= 0 or len(rows) <= n:
-        return np.asarray(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-
-
 def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     """Build data, train (one or two BN phases), evaluate on val and test, write the record.
 
@@ -156,72 +145,49 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
-    if data is None:
-        data = load_data(cfg)
+    data = load_data(cfg) if data is None else data
     store = data.store
-    if store.image_size != cfg.image_size:
-        raise ConfigError(f"PretrainConfig.image_size: {cfg.image_size} but the store holds "
-                          f"{store.image_size} px images")
-    if split is None:
-        from handlib.data.protocols import make_split
-        split = make_split(store.meta, protocol=cfg.protocol, fraction=cfg.fraction, seed=cfg.seed,
-                           val_fraction=cfg.val_fraction)
+    check_image_size(cfg, store)
+    split = build_split(cfg, store) if split is None else split
     rt = resolve_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    rec = RunRecord("pretrain", cfg.to_dict(), cfg.seed, vary=("dataset", "protocol", "fraction"),
-                    results=cfg.results, device=rt.device, run_name=cfg.run_name)
-    rec.write_config()
-    split.to_csv(rec.path("split.csv"))  # asserts that no test/val sequence has a training role
-    # keyed by config (run id) AND the training code, so a resume never mixes code versions
-    ckroot = cache_dir(cfg.cache_root) / "checkpoints" / rec.id / f"code-{code_hash()}"
-    if cfg.smoke and ckroot.exists():
-        shutil.rmtree(ckroot)
+    rec = make_record(cfg, rt, split)
+    ckroot = checkpoint_root(cfg, rec, data)
 
     model = PoseModel(cfg.pose_config())
     lab = np.asarray(split.labelled_rows)
     model.bone_prior.fill_(float(ref_bone_length(torch.from_numpy(store.j3d[lab])).mean()))
-    val_rows = _subset(np.asarray(split.val_rows), cfg.eval_max_frames, cfg.seed)
-
-    def eval_fn() -> dict[str, float]:
-        if not len(val_rows):
-            return {}
-        p = predict(model, store, val_rows, rt, 64, cfg.scale_source)
-        return {"val_mpjpe_abs": float(M.mpjpe(p["pred3d"], p["gt3d"]).mean()),
-                "val_mpjpe_rr": float(M.rr_mpjpe(p["pred3d"], p["gt3d"]).mean()),
-                "val_epe_2d": float(M.epe_2d(p["pred2d"], p["gt2d"]).mean())}
-
+    eval_fn = val_eval_fn(model, store, split, rt, cfg)
     transform = None
     if cfg.augment:
         from handlib.data.handsim import HandAugment
         transform = HandAugment()
     streams = {"labelled": (LabelledFrames(store, lab, transform), cfg.batch_size)}
-    phases = {"batch": [("batch", cfg.steps)], "frozen": [("frozen", cfg.frozen_steps or cfg.steps)],
-              "both": [("batch", cfg.steps)] + ([("frozen", cfg.frozen_steps)] if cfg.frozen_steps else [])}
     if cfg.bn_phase == "frozen":
-        st = load_checkpoint(Path(cfg.init_checkpoint))
-        model.load_state_dict(st["modules"]["M"])
-    history, ckpt = [], None
-    for i, (phase, steps) in enumerate(phases[cfg.bn_phase]):
+        model.load_state_dict(load_checkpoint(Path(cfg.init_checkpoint))["modules"]["M"])
+    history, phases, offset = [], [], 0
+    for phase, steps in cfg.phases():
         task = SupervisedTask(model, phase, cfg.lambda_z, cfg.lambda_root, eval_fn)
         lr = cfg.frozen_lr if phase == "frozen" else cfg.lr
         warm = cfg.warmup_steps if phase == "batch" else 0
         h = train(task, streams, cfg.loop_config(steps, warm, lr), ckroot / phase, runtime=rt)
-        history += [{"phase": phase, **r, "step": r["step"] + sum(s for _, s in phases[cfg.bn_phase][:i])}
-                    for r in h]
-        ckpt = ckroot / phase / "last.pt"
+        history += [{"phase": phase, **r, "step": r["step"] + offset} for r in h]
+        phases.append({"phase": phase, "steps": steps, "lr": lr, "path": str(ckroot / phase / "last.pt")})
+        offset += steps
+    ckpt = ckroot / phases[-1]["phase"] / "last.pt"
     train_time = time.perf_counter() - t0
 
-    test_rows = np.asarray(split.test_rows)
-    if cfg.smoke:
-        test_rows = _subset(test_rows, 256, cfg.seed)
-    res = evaluate_splits(model, store, {"val": np.asarray(split.val_rows), "test": test_rows}, rt,
-                          64, cfg.scale_source)
+    res = final_evaluation(model, data, split, rt, cfg, out_dir=rec.dir)
+    facts = run_facts(cfg, data, model)
     hist = pd.DataFrame(history)
     atomic_write_text(rec.path("history.csv"), hist.to_csv(index=False))
     out_metrics = {**res, "flat": flat_metrics(res), "wall_time_s": time.perf_counter() - t0,
                    "train_time_s": train_time, "n_labelled": int(len(lab)),
                    "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None,
                                "channels_last": rt.channels_last, "threads": torch.get_num_threads()},
-                   "bone_prior_mm": float(model.bone_prior), "split": split.summary()}
+                   "bone_prior_mm": float(model.bone_prior),
+                   # pre-training uses no motion: the split's motion source is not claimed
+                   "split": {**split.summary(), "motion_source": facts["motion_source"]},
+                   "run_facts": facts, "checkpoint": checkpoint_block(cfg, data, ckpt, phases)}
     rec.write_metrics(out_metrics)
     return {"run_id": rec.id, "dir": rec.dir, "metrics": out_metrics, "history": hist, "model": model,
             "store": store, "split": split, "runtime": rt, "checkpoint": ckpt}
