@@ -226,15 +226,17 @@ def roc_auc(pos, neg) -> float:
 
 
 @torch.no_grad()
-def _scores(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representation: str, batch_size: int) -> Tensor:
+def _scores(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representation: str, batch_size: int,
+            center: bool = False) -> Tensor:
     device = next(D.parameters()).device
-    out = [D(encode_real(j3d[i:i + batch_size], K[i:i + batch_size], representation).to(device)).float().cpu()
+    out = [D(encode_real(j3d[i:i + batch_size], K[i:i + batch_size], representation, center).to(device)).float().cpu()
            for i in range(0, len(j3d), batch_size)]
     return torch.cat(out)
 
 
 def discriminator_auc(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representation: str, kind: str,
-                      amount: float = 0.0, generator: torch.Generator | None = None, batch_size: int = 256) -> float:
+                      amount: float = 0.0, generator: torch.Generator | None = None, batch_size: int = 256,
+                      center: bool = False) -> float:
     """ROC AUC of "D scores a clean window higher than a perturbed one".
 
     j3d (B, S, 21, 3) mm, K (B, S, 3, 3): clean windows (S = D's S); each is scored clean and
@@ -245,8 +247,8 @@ def discriminator_auc(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representa
     D.eval()
     try:
         pert = perturb_windows(j3d, kind, amount, generator)
-        clean_s = _scores(D, j3d, K, representation, batch_size)
-        pert_s = _scores(D, pert, K, representation, batch_size)
+        clean_s = _scores(D, j3d, K, representation, batch_size, center)
+        pert_s = _scores(D, pert, K, representation, batch_size, center)
     finally:
         D.train(was_training)
     return roc_auc(clean_s, pert_s)

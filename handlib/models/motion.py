@@ -67,6 +67,7 @@ class MotionConfig(StageConfig):
     spectral_norm: bool = param(False, help="spectral normalisation of every Conv/Linear")
     representation: str = param("25d", choices=REPRESENTATIONS, help="D's input: 2.5D rays + z_rel/C, or 3D/C")
     augment: bool = param(True, help="one random rotation about the camera z-axis per window")
+    center: bool = param(False, help="'25d': rays relative to frame 0's root ray (no position in the view)")
     max_rotation_deg: float = param(180.0, range=(0.0, 180.0), help="rotation angles uniform in +-this")
 
     def validate(self) -> None:
@@ -84,12 +85,14 @@ def _window_scale(bone_length: Tensor | float, j2d: Tensor) -> Tensor:
 
 
 def encode_motion(j2d: Tensor, z_rel: Tensor, K: Tensor, bone_length: Tensor | float, representation: str,
-                  *, z_root: Tensor | None = None) -> Tensor:
+                  *, z_root: Tensor | None = None, center: bool = False) -> Tensor:
     """2.5D window quantities -> D's input (..., S, 21, 3) float32.
 
     j2d (..., S, 21, 2) px; z_rel (..., S, 21) mm; K (..., S, 3, 3) of the image j2d is in;
     bone_length (...,) mm, one per window (or broadcastable to (..., S)); z_root (..., S) mm,
-    required for "3d". Computed in fp32 (or the inputs' fp64) even under autocast.
+    required for "3d". ``center`` ("25d" only): subtract frame 0's root ray from every ray, so
+    where in the field of view the window happens to be is not an input (its motion still is).
+    Computed in fp32 (or the inputs' fp64) even under autocast.
     """
     if representation not in REPRESENTATIONS:
         raise ValueError(f"encode_motion: representation {representation!r} not in {REPRESENTATIONS}")
@@ -101,6 +104,8 @@ def encode_motion(j2d: Tensor, z_rel: Tensor, K: Tensor, bone_length: Tensor | f
         C = _window_scale(bone_length, j2d)  # (..., S|1, 1) mm
         if representation == "25d":
             rays = geometry.normalize_points(j2d, K)[..., :2]  # (..., S, 21, 2) x/z, y/z
+            if center:
+                rays = rays - rays[..., :1, ROOT : ROOT + 1, :]
             x = torch.cat([rays, (z_rel / C)[..., None]], -1)  # (..., S, 21, 3)
         else:
             if z_root is None:
@@ -110,12 +115,12 @@ def encode_motion(j2d: Tensor, z_rel: Tensor, K: Tensor, bone_length: Tensor | f
     return x.float()
 
 
-def encode_real(j3d: Tensor, K: Tensor, representation: str) -> Tensor:
+def encode_real(j3d: Tensor, K: Tensor, representation: str, center: bool = False) -> Tensor:
     """Real motion windows j3d (..., S, 21, 3) mm camera frame, K (..., S, 3, 3) -> (..., S, 21, 3)
     float32, through the same 2.5D quantities M predicts and the same ``encode_motion``."""
     j2d, z_rel = geometry.to_25d(j3d, K)  # (..., S, 21, 2) px, (..., S, 21) mm
     C = ref_bone_length(j3d).mean(-1)  # (...,) mm: one scale per window
-    return encode_motion(j2d, z_rel, K, C, representation, z_root=j3d[..., ROOT, 2])
+    return encode_motion(j2d, z_rel, K, C, representation, z_root=j3d[..., ROOT, 2], center=center)
 
 
 def augment_windows(x: Tensor, generator: torch.Generator | None = None, max_deg: float = 180.0) -> Tensor:

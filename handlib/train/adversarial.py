@@ -24,6 +24,7 @@ choose anything.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class AdversarialConfig(StageConfig):
     d_channels: int = param(256, range=(8, 2048))
     spectral_norm: bool = param(False)
     augment: bool = param(True, help="one random rotation about the camera z-axis per window")
+    center: bool = param(False, help="'25d': rays relative to frame 0's root ray")
     motion_source: str = param("auto", choices=("auto", "corpus", "train_gt"),
                                help="auto: the dataset's unpaired corpus if it has one, else train_gt")
     # steps, batches, balance
@@ -125,7 +127,7 @@ class AdversarialConfig(StageConfig):
     def motion_config(self) -> MotionConfig:
         return MotionConfig(S=self.window, depth=self.d_depth, channels=self.d_channels,
                             spectral_norm=self.spectral_norm, representation=self.representation,
-                            augment=self.augment)
+                            augment=self.augment, center=self.center)
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay, schedule="constant",
@@ -193,7 +195,7 @@ class AdversarialTask:
         j2d, z_rel, z_root = (t[B:].unflatten(0, (Bw, S)) for t in (out.j2d, out.z_rel, out.z_root))
         # (Bw, S, 21, 3): M's windows, encoded exactly as real ones; the root depth stays out of L_MM
         fake = encode_motion(j2d, z_rel, vid["K"], self.model.bone_prior, cfg.representation,
-                             z_root=z_root.detach())
+                             z_root=z_root.detach(), center=cfg.center)
         if cfg.method == "smoothness":
             return {"sup": sup, **parts, "fake": fake, "l_smooth": smoothness_loss(fake)}
         fake = self._augment(fake)
@@ -212,7 +214,7 @@ class AdversarialTask:
         losses = {"M": t["sup"] + lam * t["l_mm"] if lam > 0 else t["sup"]}
         if step % cfg.d_every == 0:  # D on real windows and on M's detached windows (Eq. 4)
             m = batch["motion"]
-            real = self._augment(encode_real(m["j3d"], m["K"], cfg.representation))
+            real = self._augment(encode_real(m["j3d"], m["K"], cfg.representation, cfg.center))
             d_real, d_fake = self.D(real), self.D(t["fake"].detach())
             losses["D"] = lsgan_d_loss(d_real, d_fake)
             d_real, d_fake = d_real.detach(), d_fake.detach()
@@ -288,8 +290,9 @@ def motion_source(cfg: AdversarialConfig, data, split) -> tuple[str, list[np.nda
 
 def hold_out(seqs: list, Ks: list, every: int = 10) -> tuple[tuple[list, list], tuple[list, list]]:
     """Every ``every``-th sequence held out of D's training (for ``discriminator_auc``)."""
-    keep = [i for i in range(len(seqs)) if i % every != every - 1 or len(seqs) < every]
-    held = [i for i in range(len(seqs)) if i not in keep]
+    n = len(seqs)
+    held = [i for i in range(n) if i % every == every - 1] or ([n - 1] if n >= 2 else [])
+    keep = [i for i in range(n) if i not in held]
     return ([seqs[i] for i in keep], [Ks[i] for i in keep]), ([seqs[i] for i in held], [Ks[i] for i in held])
 
 
@@ -304,7 +307,8 @@ def _eval_rows(model, store, rows, rt, scale_source: str) -> dict:
             "diagnostics": motion_diagnostics(p, store.meta)}
 
 
-def _auc(D: MotionDiscriminator, held: tuple[list, list], S: int, representation: str, seed: int) -> dict:
+def _auc(D: MotionDiscriminator, held: tuple[list, list], S: int, representation: str, seed: int,
+         center: bool = False) -> dict:
     """discriminator_auc on the held-out motion windows (non-overlapping), per perturbation."""
     if not held[0]:
         return {}
@@ -315,7 +319,7 @@ def _auc(D: MotionDiscriminator, held: tuple[list, list], S: int, representation
     g = torch.Generator().manual_seed(seed)
     dev = next(D.parameters()).device
     return {"n_windows": len(mw), **{f"{k}_{a:g}": discriminator_auc(D, w["j3d"].to(dev), w["K"].to(dev),
-                                                                        representation, k, a, g)
+                                                                        representation, k, a, g, center=center)
                                      for k, a in AUC_CHECKS}}
 
 
@@ -413,10 +417,11 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
         m.to(rt.device)
         results[name] = {s: _eval_rows(m, store, rows, rt, scale) for s, rows in
                          (("val", val_all), ("test", test_rows)) if len(rows)}
-    auc = _auc(D, held, S, cfg.representation, cfg.seed) if D is not None else {}
+    auc = _auc(D, held, S, cfg.representation, cfg.seed, cfg.center) if D is not None else {}
     flat = {f"{n}/{s}/{k}": v for n, r in results.items() for s, e in r.items()
             for k, v in {**e["overall"], **e["diagnostics"]}.items()}
     out = {"method": cfg.method, "selected_step": int(best["step"]), "steps": cfg.steps, **facts,
+           "selected_checkpoint": str(task.best_path()), "pose_config": pre_cfg.pose_config().__dict__,
            "results": results, "flat": flat, "discriminator_auc": auc, "scale_source": scale,
            "facts": run_facts(pre_cfg, data, selected),
            "wall_time_s": time.perf_counter() - t0, "train_time_s": train_time,
@@ -435,3 +440,48 @@ def summary_table(metrics: dict, split: str = "test") -> pd.DataFrame:
     rows = {n: {**r[split]["overall"], **r[split]["diagnostics"]} for n, r in metrics["results"].items()
             if split in r}
     return pd.DataFrame(rows).T.reindex(columns=cols)
+
+
+# ---------------------------------------------------------------- notebooks' helpers
+def ensure_pretrain(cfg: AdversarialConfig, steps: int = 40, frozen_steps: int = 10, batch_size: int = 16) -> str:
+    """The pre-training run ``cfg`` starts from; if none matches, run a short one with these
+    step counts (smoke runs and fresh machines; a study runs the pre-training stage itself)."""
+    from handlib.train.pretrain import PretrainConfig, run_pretrain
+
+    try:
+        return find_pretrain_run(cfg)
+    except FileNotFoundError:
+        if cfg.pretrain_run:
+            raise
+    pc = PretrainConfig(dataset=cfg.dataset, root=cfg.root, preset=cfg.preset, protocol=cfg.protocol,
+                        fraction=cfg.fraction, seed=cfg.pretrain_seed, image_size=cfg.image_size, steps=steps,
+                        frozen_steps=frozen_steps, batch_size=batch_size, smoke=cfg.smoke, device=cfg.device,
+                        cache_root=cfg.cache_root, results=cfg.results, progress=cfg.progress)
+    return run_pretrain(pc)["run_id"]
+
+
+def load_selected(run_id: str, results: str | None = None) -> PoseModel:
+    """M at the selected step of a finished adversarial-stage run (e.g. a baseline to compare)."""
+    from handlib.models.pose import PoseConfig
+    from handlib.paths import results_dir
+
+    met = json.loads((results_dir(results) / "runs" / run_id / "metrics.json").read_text())
+    path = Path(met["selected_checkpoint"])
+    if not path.exists():
+        raise FileNotFoundError(f"{run_id}: selected checkpoint {path} is gone (cache wiped?)")
+    m = PoseModel(PoseConfig(**met["pose_config"]))
+    m.load_state_dict(load_checkpoint(path)["M"])
+    return m
+
+
+def predict_sequence(out: dict, models: dict[str, PoseModel], length: int = 64) -> dict[str, dict]:
+    """Predictions of each model on the first ``length`` consecutive frames of the longest test
+    run (``plot_sequence``'s input); ``out`` is ``run_adversarial``'s result."""
+    store, split = out["store"], out["split"]
+    test_seqs = list(dict.fromkeys(store.meta["sequence"].to_numpy()[split.test_rows]))
+    runs = store.frame_runs(test_seqs)
+    r = runs.iloc[int(runs["length"].to_numpy().argmax())]
+    rows = np.arange(r["start"], r["start"] + min(length, r["length"]))
+    scale = out["metrics"]["scale_source"]
+    return {name: predict(m.to(out["runtime"].device), store, rows, out["runtime"], 64, scale)
+            for name, m in models.items()}
