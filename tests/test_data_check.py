@@ -54,7 +54,8 @@ def test_grouped_report_is_short_and_names_each_kind(partial, capsys):
     lines = out.splitlines()
     missing_frames = (2 * len(ACTIONS) * 2 - 1) * N  # subjects 1-2 have skeletons, one sequence has video
     assert f"problems ({missing_frames + 2 * len(ACTIONS) * 2})" in out
-    assert f"missing image: {missing_frames} file(s) in 11 sequence(s) (test: {6 * N} in 6 seq; train: {5 * N} in 5 seq)" in out
+    assert (f"missing image: {missing_frames} file(s) in 11 sequence(s) "
+            f"(test: {6 * N} in 6 seq; train: {5 * N} in 5 seq)") in out
     assert f"    Video_files/{SUBJECTS[0]}/{ACTIONS[1]}/1/color: {N} of {N} frames" in out
     assert "missing skeleton.txt: 12 sequence(s) (test 6, train 6)" in out
     assert f"    Hand_pose_annotation_v1/{SUBJECTS[2]}/{ACTIONS[0]}/1/skeleton.txt" in out

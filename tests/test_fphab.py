@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from handlib.data import fphab, realdata
-from handlib.data.crop import crop_K
 from handlib.data.__main__ import main as cli
+from handlib.data.crop import crop_K
 from handlib.data.realdata import DatasetError
 
 # Published FPHAB colour camera, written out here independently of the reader.

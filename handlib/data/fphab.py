@@ -217,7 +217,8 @@ def load_fphab(root, image_size: int = 128, cache_root=None, margin: float = 0.2
         return scan.specs, info
 
     settings = {"margin": margin, "strict": strict, "missing_images": missing_images,
-                "listing": file_signature([root / SPLIT_FILE]), **({"test_crop": test_crop} if test_crop != "gt" else {})}
+                "listing": file_signature([root / SPLIT_FILE]),
+                **({"test_crop": test_crop} if test_crop != "gt" else {})}
     store, path, info = cached_store("fphab", root, image_size, settings, make_specs,
                                      cache_root=cache_root, workers=workers)
     info.update(cache=str(path), frames=store.meta["split"].value_counts().to_dict())

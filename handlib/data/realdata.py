@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from handlib.data.datasets import FrameStore
 from handlib.data.crop import crop_K
+from handlib.data.datasets import FrameStore
 from handlib.paths import cache_dir
 
 log = logging.getLogger(__name__)

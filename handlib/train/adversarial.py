@@ -485,3 +485,15 @@ def predict_sequence(out: dict, models: dict[str, PoseModel], length: int = 64) 
     scale = out["metrics"]["scale_source"]
     return {name: predict(m.to(out["runtime"].device), store, rows, out["runtime"], 64, scale)
             for name, m in models.items()}
+
+
+def find_comparison(cfg: AdversarialConfig, pretrain_run: str, method: str = "supervised") -> str | None:
+    """The finished run of ``method`` that is this run's compute-matched baseline (same
+    pre-training run, seed, steps and batches), or None."""
+    keys = ("seed", "steps", "batch_size", "unlabelled_frames", "lr", "smoke")
+    for r in read_records(cfg.results, stage="adversarial"):
+        c = r["config"]["config"]
+        if (c.get("method") == method and c.get("pretrain_run") == pretrain_run
+                and all(c.get(k) == getattr(cfg, k) for k in keys)):
+            return r["config"]["run_id"]
+    return None
