@@ -90,7 +90,7 @@ class AdversarialConfig(StageConfig):
     d_warmup: int = param(100, range=(0, None), help="steps in which D trains and lambda_MM = 0")
     lambda_mm: float = param(0.01, range=(0.0, None))
     lambda_warmup: int = param(100, range=(0, None), help="linear ramp of lambda_MM after d_warmup")
-    lambda_smooth: float = param(0.1, range=(0.0, None), help="method 'smoothness'")
+    lambda_smooth: float = param(100.0, range=(0.0, None), help="method smoothness; the encoded windows move ~1e-2 per frame, so velocity^2 ~ 1e-4")
     grad_clip: float = param(1.0, range=(0.0, None))
     eval_every: int = param(50, range=(0, None), help="validation for model selection; 0 = end only")
     eval_max_frames: int = param(512, range=(0, None), help="val frames per periodic eval; 0 = all")
