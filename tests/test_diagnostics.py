@@ -242,3 +242,15 @@ def test_discriminator_auc_none_is_chance_and_strong_jitter_is_found(hs, rep):
         clean = D(encode_real(test_j3d, test_K, rep))
         noisy = D(encode_real(perturb_windows(test_j3d, "jitter", 20.0, g), test_K, rep))
     assert float(clean.mean()) > 0.5 > float(noisy.mean())
+
+
+def test_root_depth_error():
+    import numpy as np
+
+    from handlib.analysis.diagnostics import root_depth_error
+
+    gt = np.zeros((4, 21, 3), np.float32)
+    pred = gt.copy()
+    pred[:, 0, 2] = [10, -10, 30, 50]
+    r = root_depth_error({"pred3d": pred, "gt3d": gt})
+    assert r == {"root_z_bias": 20.0, "root_z_abs": 25.0, "root_z_median_abs": 20.0}

@@ -174,6 +174,14 @@ def angle_violations(j3d, tol_deg: float = 1.0) -> float:
     return float(bad.reshape(len(ang), -1).any(1).mean())
 
 
+def root_depth_error(pred: dict) -> dict[str, float]:
+    """Signed mean, mean and median absolute error of the root's depth (mm): absolute MPJPE is
+    mostly this term, which the closed-form root depth amplifies from small 2D / z_rel errors."""
+    dz = _np(pred["pred3d"])[:, 0, 2] - _np(pred["gt3d"])[:, 0, 2]
+    return {"root_z_bias": float(dz.mean()), "root_z_abs": float(np.abs(dz).mean()),
+            "root_z_median_abs": float(np.median(np.abs(dz)))}
+
+
 def motion_diagnostics(pred: dict, meta: pd.DataFrame) -> dict[str, float]:
     """accel_pred, accel_gt, jitter_ratio, bone_cv_pred, bone_cv_gt, angle_viol_pred, angle_viol_gt."""
     return {**jitter(pred, meta), **bone_length_variation(pred, meta),

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from handlib import metrics as MX
-from handlib.analysis.diagnostics import discriminator_auc, motion_diagnostics
+from handlib.analysis.diagnostics import discriminator_auc, motion_diagnostics, root_depth_error
 from handlib.config import ConfigError, StageConfig, param
 from handlib.data.datasets import LabelledFrames, MotionWindows, VideoWindows
 from handlib.losses import lsgan_d_loss, lsgan_g_loss, smoothness_loss, supervised_loss
@@ -90,7 +90,8 @@ class AdversarialConfig(StageConfig):
     d_warmup: int = param(100, range=(0, None), help="steps in which D trains and lambda_MM = 0")
     lambda_mm: float = param(0.01, range=(0.0, None))
     lambda_warmup: int = param(100, range=(0, None), help="linear ramp of lambda_MM after d_warmup")
-    lambda_smooth: float = param(100.0, range=(0.0, None), help="method smoothness; the encoded windows move ~1e-2 per frame, so velocity^2 ~ 1e-4")
+    lambda_smooth: float = param(100.0, range=(0.0, None),
+                                 help="method smoothness; encoded windows move ~1e-2 per frame (velocity^2 ~ 1e-4)")
     grad_clip: float = param(1.0, range=(0.0, None))
     eval_every: int = param(50, range=(0, None), help="validation for model selection; 0 = end only")
     eval_max_frames: int = param(512, range=(0, None), help="val frames per periodic eval; 0 = all")
@@ -304,7 +305,7 @@ def _eval_rows(model, store, rows, rt, scale_source: str) -> dict:
     p = predict(model, store, rows, rt, 64, scale_source)
     res = evaluate_predictions(p, store.meta)
     return {"n_frames": res["n_frames"], "overall": res["overall"], "per_action": res["per_action"],
-            "diagnostics": motion_diagnostics(p, store.meta)}
+            "diagnostics": {**motion_diagnostics(p, store.meta), **root_depth_error(p)}}
 
 
 def _auc(D: MotionDiscriminator, held: tuple[list, list], S: int, representation: str, seed: int,
