@@ -131,3 +131,23 @@ def test_resume_reproduces_history_and_selection(tmp_path):
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in resumed]
     assert t1.best == t2.best and t2.best_path().exists()
     assert torch.equal(torch.load(t1.best_path())["M"]["out.weight"], torch.load(t2.best_path())["M"]["out.weight"])
+
+
+def test_find_pretrain_run_names_what_is_missing(tmp_path):
+    import json
+
+    from handlib.train.adversarial import find_pretrain_run
+
+    cfg = AdversarialConfig(results=str(tmp_path), preset="quick", fraction=0.1)
+    with pytest.raises(FileNotFoundError, match="no finished pre-training run.*pretrain_run"):
+        find_pretrain_run(cfg)
+    for rid, seed in (("pre_a", 0), ("pre_b", 1)):
+        d = tmp_path / "runs" / rid
+        d.mkdir(parents=True)
+        conf = {"dataset": "handsim", "preset": "quick", "protocol": 2, "fraction": 0.1, "seed": seed,
+                "image_size": 128, "smoke": False}
+        (d / "config.json").write_text(json.dumps({"stage": "pretrain", "run_id": rid, "config": conf}))
+        (d / "metrics.json").write_text("{}")
+    assert find_pretrain_run(cfg) == "pre_a"
+    assert find_pretrain_run(cfg.replace(pretrain_seed=1)) == "pre_b"
+    assert find_pretrain_run(cfg.replace(pretrain_run="given")) == "given"
