@@ -2,13 +2,17 @@
 
     python -m handlib.study --params params/quick.yaml [--dry-run] [--only pretrain]
 
-A params file lists stages; each names a notebook, its fixed ``parameters`` and an
-optional ``grid`` (lists whose product gives one run each). Every run gets a
+A params file lists stages; each names a notebook, its fixed ``parameters``, an
+optional ``grid`` (lists whose product gives one run each) and optional ``points`` (a
+list of explicit parameter sets, e.g. ``{seed: 1, pretrain_seed: 1}``; with a grid, each
+point is combined with every grid cell). Every run gets a
 deterministic id (``handlib.repro.run_id`` over the stage name and its parameters,
 the grid keys in clear). Notebooks that declare a ``run_name`` parameter receive that
 id and write their record to ``results/runs/<id>/``; the executed notebook is saved
 there as ``run.ipynb``. A run whose ``metrics.json`` exists is skipped, so an
-interrupted study resumes where it stopped.
+interrupted study resumes where it stopped; a run is known by its stage and the hash of
+its parameters, so the same parameters listed in another file (under other grid keys)
+reuse the finished run instead of repeating it.
 """
 from __future__ import annotations
 
@@ -63,11 +67,22 @@ def expand(study: Study, only: list[str] | None = None) -> list[Run]:
             continue
         grid = st.get("grid") or {}
         keys = list(grid)
-        for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-            params = {**(st.get("parameters") or {}), **dict(zip(keys, values))}
-            rid = run_id(st["name"], params, keys)
-            runs.append(Run(st["name"], REPO_ROOT / st["notebook"], params, rid, res / "runs" / rid))
+        for point in st.get("points") or [{}]:
+            for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+                params = {**(st.get("parameters") or {}), **point, **dict(zip(keys, values))}
+                rid = run_id(st["name"], params, list(point) + keys)
+                rid = _finished_alias(res, st["name"], rid) or rid
+                runs.append(Run(st["name"], REPO_ROOT / st["notebook"], params, rid, res / "runs" / rid))
     return runs
+
+
+def _finished_alias(res: Path, stage: str, rid: str) -> str | None:
+    """A finished run of the same stage and parameter hash under another id (other grid keys)."""
+    h = rid.rsplit("__", 1)[-1]
+    for d in sorted((res / "runs").glob(f"{stage}__*{h}")):
+        if d.name.rsplit("__", 1)[-1] == h and ((d / "metrics.json").exists() or (d / "DONE").exists()):
+            return d.name
+    return None
 
 
 def declared_parameters(notebook: Path) -> list[str]:

@@ -71,3 +71,25 @@ def test_undeclared_parameter_refused(tmp_path):
     run = study.Run("demo", nb, {"nope": 1}, "demo__x", tmp_path / "o")
     with pytest.raises(ValueError, match="nope"):
         study.execute(run)
+
+
+def test_points_and_reuse_of_a_finished_run_by_parameter_hash(tmp_path):
+    res = tmp_path / "res"
+    y = tmp_path / "p.yaml"
+    y.write_text(
+        f"results: {res}\n"
+        "stages:\n"
+        f"  - {{name: demo, notebook: n.ipynb, parameters: {{a: 1}}, grid: {{x: [1, 2]}},\n"
+        "     points: [{seed: 0, pre: 0}, {seed: 1, pre: 1}]}\n")
+    runs = study.expand(study.load_study(y))
+    assert [(r.parameters["seed"], r.parameters["pre"], r.parameters["x"]) for r in runs] == [
+        (0, 0, 1), (0, 0, 2), (1, 1, 1), (1, 1, 2)]
+    assert runs[0].id.startswith("demo__seed-0__pre-0__x-1__")
+    # the same parameters, finished under another id (another file's grid keys): reused
+    other = study.run_id("demo", runs[3].parameters, ["x"])
+    (res / "runs" / other).mkdir(parents=True)
+    assert study.expand(study.load_study(y))[3].id == runs[3].id  # not finished yet: own id
+    (res / "runs" / other / "metrics.json").write_text("{}")
+    again = study.expand(study.load_study(y))
+    assert again[3].id == other and again[3].out_dir == res / "runs" / other
+    assert [r.id for r in again[:3]] == [r.id for r in runs[:3]]

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from handlib import metrics as MX
+from handlib.analysis.d_probe import d_probe, probe_windows
 from handlib.analysis.diagnostics import discriminator_auc, motion_diagnostics, root_depth_error
 from handlib.config import ConfigError, StageConfig, param
 from handlib.data.datasets import LabelledFrames, MotionWindows, VideoWindows
@@ -383,13 +384,20 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
     val_rows = val_all if not cfg.eval_max_frames or len(val_all) <= cfg.eval_max_frames else np.sort(
         np.random.default_rng(cfg.seed).choice(val_all, cfg.eval_max_frames, replace=False))
 
+    # D's probe (accuracy, AUC, score-error rank correlation) on fixed validation windows
+    probe = probe_windows(store, split.val_sequences, held, S) if D is not None else None
+
+    def probe_fn(m: PoseModel) -> dict[str, float]:
+        return d_probe(m.to(rt.device), D, probe, rt, cfg.representation, cfg.center) if probe else {}
+
     def eval_fn() -> dict[str, float]:
         if not len(val_rows):
             return {}
         p = predict(model, store, val_rows, rt, 64, scale)
         return {"val_mpjpe_abs": float(MX.mpjpe(p["pred3d"], p["gt3d"]).mean()),
                 "val_mpjpe_rr": float(MX.rr_mpjpe(p["pred3d"], p["gt3d"]).mean()),
-                "val_epe_2d": float(MX.epe_2d(p["pred2d"], p["gt2d"]).mean())}
+                "val_epe_2d": float(MX.epe_2d(p["pred2d"], p["gt2d"]).mean()),
+                **{f"val_{k}": v for k, v in probe_fn(model).items()}}
 
     lz, lr_ = pre_cfg.lambda_z, pre_cfg.lambda_root
     task = AdversarialTask(model, D, cfg, lz, lr_, eval_fn, best_dir=ckroot)
@@ -422,11 +430,12 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
         results[name] = {s: _eval_rows(m, store, rows, rt, scale) for s, rows in
                          (("val", val_all), ("test", test_rows)) if len(rows)}
     auc = _auc(D, held, S, cfg.representation, cfg.seed, cfg.center) if D is not None else {}
+    probe_final = {n: probe_fn(models[n]) for n in ("selected", "last")} if D is not None else {}
     flat = {f"{n}/{s}/{k}": v for n, r in results.items() for s, e in r.items()
             for k, v in {**e["overall"], **e["diagnostics"]}.items()}
     out = {"method": cfg.method, "selected_step": int(best["step"]), "steps": cfg.steps, **facts,
            "selected_checkpoint": str(task.best_path()), "pose_config": pre_cfg.pose_config().__dict__,
-           "results": results, "test_note": test_note, "flat": flat, "discriminator_auc": auc, "scale_source": scale,
+           "results": results, "test_note": test_note, "flat": flat, "discriminator_auc": auc, "d_probe": probe_final, "scale_source": scale,
            "facts": run_facts(pre_cfg, data, selected),
            "wall_time_s": time.perf_counter() - t0, "train_time_s": train_time,
            "train_step_s": float(hist["time_s"].iloc[-1] / max(1, len(hist))) if len(hist) else None,

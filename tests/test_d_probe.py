@@ -1,0 +1,63 @@
+"""D's probe on validation windows: AUC definition, keys and ranges, modes restored, determinism."""
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from handlib.analysis.d_probe import _auc, d_probe, probe_windows
+from handlib.data.datasets import FrameStore
+from handlib.models.motion import MotionConfig, MotionDiscriminator
+from handlib.models.pose import PoseConfig, PoseModel
+from handlib.train.loop import resolve_runtime
+from tests.helpers import random_hand
+
+SIZE, S = 64, 4
+
+
+def _store(T=14):
+    g = torch.Generator().manual_seed(1)
+    n = 2 * T
+    j3d = random_hand(n, g).float().numpy()
+    K = np.broadcast_to(np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]], np.float32), (n, 3, 3)).copy()
+    images = (torch.rand(n, SIZE, SIZE, 3, generator=g) * 255).to(torch.uint8).numpy()
+    meta = pd.DataFrame({"sequence": np.repeat(["v0", "v1"], T), "subject": "S1", "action": "a",
+                         "frame": np.tile(np.arange(T), 2), "split": "train"})
+    return FrameStore(images, j3d, K, meta)
+
+
+def test_auc_is_the_mann_whitney_probability():
+    assert _auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert _auc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 0.0
+    assert _auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+    assert _auc(np.array([1.0, 3.0]), np.array([2.0])) == 0.5
+    assert math.isnan(_auc(np.array([]), np.array([1.0])))
+
+
+def test_probe_windows_are_non_overlapping_and_capped():
+    store = _store()
+    motion = [random_hand(9, torch.Generator().manual_seed(i)).float().numpy() for i in range(2)]
+    w = probe_windows(store, ["v0", "v1"], (motion, [store.K[0]] * 2), S, max_frames=3 * S)
+    starts = w.video.starts[w.video_idx]
+    assert len(w.video_idx) == 3 and len(w.video) == 2 * (14 // S)
+    assert np.all(np.diff(np.sort(starts)) >= S)
+    assert w.real["j3d"].shape == (2 * (9 // S), S, 21, 3)
+
+
+def test_d_probe_reports_accuracy_auc_and_rank_correlation_and_restores_modes():
+    torch.manual_seed(0)
+    store = _store()
+    motion = [random_hand(12, torch.Generator().manual_seed(i)).float().numpy() for i in range(3)]
+    w = probe_windows(store, ["v0", "v1"], (motion, [store.K[0]] * 3), S)
+    model = PoseModel(PoseConfig(image_size=SIZE)).train()
+    D = MotionDiscriminator(MotionConfig(S=S, channels=16)).train()
+    rt = resolve_runtime("cpu", "fp32", "off")
+    a = d_probe(model, D, w, rt, "25d", batch_windows=2)
+    assert model.training and D.training
+    assert a["n_windows"] == len(w.video_idx) == 6
+    assert 0 <= a["d_acc"] <= 1 and 0 <= a["d_auc"] <= 1
+    assert -1 <= a["d_spearman_abs"] <= 1 and -1 <= a["d_spearman_rr"] <= 1
+    assert set(a) == {"n_windows", "d_score_pred", "d_score_real", "d_auc", "d_acc", "d_spearman_abs",
+                      "d_spearman_rr"}
+    assert d_probe(model, D, w, rt, "25d", batch_windows=4) == a  # deterministic, batch-independent
+
