@@ -120,6 +120,18 @@ class StageConfig:
             )
         return cls(**params)
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_namespace(cls, ns: dict[str, Any], defaults: dict[str, Any] | None = None):
+        """Build from a notebook's globals: every name that is a field of ``cls`` (the
+        ``parameters`` cell's and any papermill injected), ``defaults`` where a field is absent.
+        A notebook names each parameter once: ``cfg = MyConfig.from_namespace(globals())``."""
+        names = cls.field_names()
+        return cls.from_params({**(defaults or {}), **{k: ns[k] for k in names if k in ns}})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -62,6 +62,7 @@ class AdversarialConfig(StageConfig):
     dataset: str = param("handsim", choices=("handsim", "fphab", "ho3d"))
     root: str | None = param(None, help="dataset root on disk (real datasets)")
     preset: str = param("smoke", choices=("smoke", "quick", "full"), help="HandSim preset")
+    appearance_shift: float | None = param(None, range=(0.0, 1.0), help="HandSim: the pre-training run's")
     protocol: int = param(2, choices=(1, 2))
     fraction: float = param(0.1, range=(0.0, 1.0))
     image_size: int = param(128, range=(64, 256))
@@ -250,7 +251,8 @@ def find_pretrain_run(cfg: AdversarialConfig) -> str:
     if cfg.pretrain_run:
         return cfg.pretrain_run
     want = {"dataset": cfg.dataset, "preset": cfg.preset, "protocol": cfg.protocol, "fraction": cfg.fraction,
-            "seed": cfg.pretrain_seed, "image_size": cfg.image_size, "smoke": cfg.smoke}
+            "seed": cfg.pretrain_seed, "image_size": cfg.image_size, "smoke": cfg.smoke,
+            "appearance_shift": cfg.appearance_shift}
     found = [r["config"]["run_id"] for r in read_records(cfg.results, stage="pretrain")
              if all(r["config"]["config"].get(k) == v for k, v in want.items())]
     if len(found) != 1:
@@ -469,7 +471,8 @@ def ensure_pretrain(cfg: AdversarialConfig, steps: int = 40, frozen_steps: int =
                 raise
     elif cfg.pretrain_run:
         return cfg.pretrain_run
-    pc = PretrainConfig(dataset=cfg.dataset, root=cfg.root, preset=cfg.preset, protocol=cfg.protocol,
+    pc = PretrainConfig(dataset=cfg.dataset, root=cfg.root, preset=cfg.preset, appearance_shift=cfg.appearance_shift,
+                        protocol=cfg.protocol,
                         fraction=cfg.fraction, seed=cfg.pretrain_seed, image_size=cfg.image_size, steps=steps,
                         frozen_steps=frozen_steps, batch_size=batch_size, smoke=cfg.smoke, device=cfg.device,
                         cache_root=cfg.cache_root, results=cfg.results, progress=cfg.progress)

@@ -45,6 +45,8 @@ class PretrainConfig(StageConfig):
     dataset: str = param("handsim", choices=("handsim", "fphab", "ho3d"))
     root: str | None = param(None, help="dataset root on disk (real datasets)")
     preset: str = param("smoke", choices=("smoke", "quick", "full"), help="HandSim preset")
+    appearance_shift: float | None = param(None, range=(0.0, 1.0),
+                                           help="HandSim: labelled vs other subjects' look; None = preset's (1.0)")
     protocol: int = param(2, choices=(1, 2))
     fraction: float = param(1.0, range=(0.0, 1.0))
     val_fraction: float = param(0.1, range=(0.0, 0.5))

@@ -39,8 +39,8 @@ HO3D_SERVER = "official HO3D server (no public test labels)"
 def load_data(cfg):
     """The dataset object named by the config (``.store``, ``.motion``, ``.crop_source``,
     ``.crop_note``), through ``registry.load_dataset`` with every dataset option the config
-    has: dataset, root, image_size, preset, cache_root, and ``test_crop`` / ``missing_images``
-    (FPHAB only) where the config has these fields."""
+    has: dataset, root, image_size, preset, cache_root, ``appearance_shift`` (HandSim) and
+    ``test_crop`` / ``missing_images`` (FPHAB only) where the config has these fields."""
     from handlib.data.registry import load_dataset
 
     kw: dict[str, Any] = {}
@@ -50,6 +50,8 @@ def load_data(cfg):
         kw["missing_images"] = cfg.missing_images
     if cfg.dataset == "handsim" and hasattr(cfg, "progress"):
         kw["progress"] = cfg.progress
+    if cfg.dataset == "handsim" and getattr(cfg, "appearance_shift", None) is not None:
+        kw["appearance_shift"] = cfg.appearance_shift
     data = load_dataset(cfg.dataset, root=cfg.root, image_size=cfg.image_size, preset=cfg.preset,
                         cache_root=cfg.cache_root, **kw)
     check_image_size(cfg, data.store)

@@ -1,0 +1,134 @@
+"""Aggregation: run records -> tables. Reads only ``results/runs/*/{config,metrics}.json``.
+
+- ``adversarial_runs``: one row per finished adversarial-stage run (its settings, the data
+  of its pre-training run, validation and test metrics of the selected / pre-trained / last
+  M, diagnostics, D's probe, wall time, commit);
+- ``search_table``: the validation search, best setting per method marked (test not shown);
+- ``describe``: mean, std and n over seeds; ``paired``: per-seed differences of two methods
+  on the same pre-training run, with a t-based 95 % confidence interval;
+- ``to_markdown``: a table as Markdown (tabulate).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from handlib.repro import read_records
+
+# the settings that tell adversarial-stage runs of one method apart (what a search varies)
+SETTINGS = {
+    "supervised": ("lr",),
+    "smoothness": ("lr", "lambda_smooth"),
+    "pose_prior": ("lr", "lambda_mm", "d_lr"),
+    "adversarial": ("lr", "lambda_mm", "lambda_warmup", "d_warmup", "d_lr", "d_every", "S", "d_depth",
+                    "spectral_norm", "augment", "representation"),
+}
+METRICS = ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "epe_2d")
+DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "image_size")
+
+
+def _get(d: dict, *path, default=np.nan):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def adversarial_runs(results=None) -> pd.DataFrame:
+    """One row per finished adversarial-stage run; see the module docstring."""
+    pre = {r["config"]["run_id"]: r for r in read_records(results, stage="pretrain")}
+    rows = []
+    for r in read_records(results, stage="adversarial"):
+        c, m = r["config"]["config"], r["metrics"]
+        p = pre.get(m.get("pretrain_run"), {})
+        pc = _get(p, "config", "config", default={})
+        row = {"run_id": r["config"]["run_id"], "commit": r["config"].get("commit", "")[:8],
+               "method": c["method"], "seed": c["seed"], "pretrain_run": m.get("pretrain_run"),
+               "pretrain_seed": pc.get("seed", c.get("pretrain_seed")), "steps": c["steps"],
+               "smoke": c.get("smoke", False)}
+        row |= {k: pc.get(k, c.get(k)) for k in DATA_KEYS}
+        row["appearance_shift"] = 1.0 if row["appearance_shift"] is None else row["appearance_shift"]
+        row |= {k: c.get(k) for k in sorted({k for v in SETTINGS.values() for k in v})}
+        row["selected_step"] = m.get("selected_step")
+        for model in ("selected", "pretrained", "last"):
+            for split in ("val", "test"):
+                for k in METRICS:
+                    row[f"{model}/{split}/{k}"] = _get(m, "results", model, split, "overall", k)
+        for k in ("jitter_ratio", "bone_cv_pred", "angle_viol_pred", "accel_pred"):
+            row[f"test/{k}"] = _get(m, "results", "selected", "test", "diagnostics", k)
+        for k in ("d_acc", "d_auc", "d_spearman_abs", "d_spearman_rr"):
+            row[f"probe/{k}"] = _get(m, "d_probe", "last", k)
+        for k, v in (m.get("discriminator_auc") or {}).items():
+            if k != "n_windows":
+                row[f"auc/{k}"] = v
+        row["wall_s"] = m.get("wall_time_s")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def setting_label(row: pd.Series | dict, keys=None) -> str:
+    """'lambda_mm=0.01, S=16' style label of a run's method-specific settings (``keys``, default
+    all of the method's)."""
+    keys = SETTINGS.get(row["method"], ()) if keys is None else keys
+    return ", ".join(f"{k}={row[k]:g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
+
+
+def search_table(df: pd.DataFrame, score: str = "selected/val/mpjpe_abs") -> pd.DataFrame:
+    """Validation only: each method's settings sorted by ``score``; ``chosen`` marks the best."""
+    cols = ["method", "setting", "selected_step", score, "selected/val/mpjpe_rr", "selected/val/mpjpe_pa",
+            "probe/d_acc", "probe/d_spearman_abs", "run_id"]
+    def varying(m: str) -> list[str]:
+        sub = df[df.method == m]
+        return [k for k in SETTINGS.get(m, ()) if sub[k].astype(str).nunique() > 1] or list(SETTINGS.get(m, ())[:1])
+
+    keys = {m: varying(m) for m in df.method.unique()}
+    t = df.assign(setting=[setting_label(r, keys[r["method"]]) for _, r in df.iterrows()])
+    t = t.sort_values(["method", score])
+    t["chosen"] = ~t.duplicated("method")
+    return t[[c for c in cols if c in t] + ["chosen"]].reset_index(drop=True)
+
+
+def describe(df: pd.DataFrame, cols, by="method") -> pd.DataFrame:
+    """Mean, std and n of ``cols`` per group."""
+    g = df.groupby(by, sort=False)[list(cols)]
+    out = pd.concat({"mean": g.mean(), "std": g.std(ddof=1)}, axis=1)
+    out["n"] = g.size()
+    return out
+
+
+def ci95(x) -> tuple[float, float, float]:
+    """Mean and the two-sided 95 % t-interval of the mean (NaN bounds for n < 2)."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return (math.nan,) * 3
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, math.nan, math.nan
+    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - h, m + h
+
+
+def paired(df: pd.DataFrame, a: str, b: str, col: str, on: str = "pretrain_run") -> tuple[pd.DataFrame, dict]:
+    """Per-``on`` differences ``a - b`` of ``col`` (runs of methods a and b from the same
+    pre-training run), and their summary: n, mean, std, 95 % CI, whether it excludes 0."""
+    x = df[df.method == a].set_index(on)[col]
+    y = df[df.method == b].set_index(on)[col]
+    if x.index.duplicated().any() or y.index.duplicated().any():
+        raise ValueError(f"paired: more than one {a!r} or {b!r} run per {on}; filter to one setting first")
+    both = x.index.intersection(y.index)
+    d = pd.DataFrame({a: x[both], b: y[both]})
+    d["diff"] = d[a] - d[b]
+    m, lo, hi = ci95(d["diff"])
+    summ = {"a": a, "b": b, "metric": col, "n": len(d), "mean_diff": m,
+            "std_diff": float(d["diff"].std(ddof=1)) if len(d) > 1 else math.nan, "ci_low": lo, "ci_high": hi,
+            "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0))}
+    return d, summ
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".1f", index: bool = True) -> str:
+    return df.to_markdown(floatfmt=floatfmt, index=index)

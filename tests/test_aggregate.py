@@ -1,0 +1,84 @@
+"""Aggregation from run records: table rows, the validation search, paired differences and CIs."""
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from handlib.analysis import aggregate as A
+
+
+def _write(res, rid, stage, config, metrics):
+    d = res / "runs" / rid
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"stage": stage, "run_id": rid, "seed": config.get("seed", 0),
+                                               "config": config, "commit": "abcdef0123"}))
+    (d / "metrics.json").write_text(json.dumps({"run_id": rid, **metrics}))
+
+
+def _overall(abs_):
+    return {"overall": {"mpjpe_abs": abs_, "mpjpe_rr": abs_ / 2, "mpjpe_pa": abs_ / 4, "epe_2d": 20.0},
+            "diagnostics": {"jitter_ratio": 2.0}}
+
+
+def _study(res, diffs=(-3.0, -1.0, -2.0), shift=None):
+    for s, d in enumerate(diffs):
+        pre = f"pretrain__s{s}"
+        _write(res, pre, "pretrain", {"dataset": "handsim", "preset": "quick", "protocol": 2, "fraction": 0.1,
+                                      "seed": s, "image_size": 128, "appearance_shift": shift}, {})
+        for method, lam, err in (("supervised", 0.01, 100.0 + s), ("adversarial", 0.01, 100.0 + s + d),
+                                 ("adversarial", 0.03, 150.0)):
+            if lam == 0.03 and s:
+                continue
+            cfg = {"method": method, "seed": s, "pretrain_seed": s, "steps": 400, "lr": 1e-4, "lambda_mm": lam,
+                   "lambda_smooth": 100.0, "S": 16, "d_lr": 1e-4, "smoke": False}
+            res_ = {m: {"val": _overall(err - 5), "test": _overall(err)} for m in ("selected", "pretrained", "last")}
+            _write(res, f"adv__{method}__{lam}__{s}", "adversarial", cfg,
+                   {"pretrain_run": pre, "selected_step": 100, "results": res_, "wall_time_s": 300.0,
+                    "d_probe": {"last": {"d_acc": 0.8, "d_spearman_abs": -0.1}}})
+
+
+def test_rows_carry_settings_data_metrics_and_probe(tmp_path):
+    _study(tmp_path)
+    df = A.adversarial_runs(tmp_path)
+    assert len(df) == 7 and set(df.method) == {"supervised", "adversarial"}
+    r = df[(df.method == "adversarial") & (df.pretrain_seed == 1)].iloc[0]
+    assert r["selected/test/mpjpe_abs"] == 100.0 and r["selected/val/mpjpe_rr"] == pytest.approx(47.5)
+    assert r["appearance_shift"] == 1.0 and r["fraction"] == 0.1 and r["commit"] == "abcdef01"
+    assert r["probe/d_acc"] == 0.8 and r["test/jitter_ratio"] == 2.0
+
+
+def test_search_table_chooses_on_validation_and_labels_what_varies(tmp_path):
+    _study(tmp_path, diffs=(-3.0,))
+    t = A.search_table(A.adversarial_runs(tmp_path))
+    adv = t[t.method == "adversarial"]
+    assert list(adv.setting) == ["lambda_mm=0.01", "lambda_mm=0.03"]
+    assert list(adv.chosen) == [True, False]
+    assert not any("test" in c for c in t.columns)
+
+
+def test_paired_difference_and_its_t_interval(tmp_path):
+    diffs = (-3.0, -2.5, -2.0)
+    _study(tmp_path, diffs)
+    df = A.adversarial_runs(tmp_path)
+    df = df[df.lambda_mm == 0.01]
+    per, s = A.paired(df, "adversarial", "supervised", "selected/test/mpjpe_abs")
+    assert list(per["diff"]) == pytest.approx(list(diffs))
+    h = stats.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert s["mean_diff"] == pytest.approx(-2.5) and s["ci_low"] == pytest.approx(-2.5 - h)
+    assert s["excludes_zero"] and s["n"] == 3
+    _, wide = A.paired(df.assign(**{"selected/test/mpjpe_abs": df["selected/test/mpjpe_abs"]
+                                    + np.where(df.pretrain_seed == 1, 4.0, 0.0) * (df.method == "adversarial")}),
+                       "adversarial", "supervised", "selected/test/mpjpe_abs")
+    assert not wide["excludes_zero"]  # diffs -3, +1.5, -2: the interval covers 0
+    with pytest.raises(ValueError, match="more than one"):
+        A.paired(A.adversarial_runs(tmp_path), "adversarial", "supervised", "selected/test/mpjpe_abs")
+
+
+def test_ci_of_one_value_is_open_and_markdown_renders():
+    m, lo, hi = A.ci95([2.0])
+    assert m == 2.0 and math.isnan(lo) and math.isnan(hi)
+    d = A.describe(__import__("pandas").DataFrame({"method": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]}), ["x"])
+    assert d.loc["a", ("mean", "x")] == 2.0 and d.loc["b", "n"] == 1
+    assert "|" in A.to_markdown(d)
