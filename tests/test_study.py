@@ -93,3 +93,109 @@ def test_points_and_reuse_of_a_finished_run_by_parameter_hash(tmp_path):
     again = study.expand(study.load_study(y))
     assert again[3].id == other and again[3].out_dir == res / "runs" / other
     assert [r.id for r in again[:3]] == [r.id for r in runs[:3]]
+
+
+def _nb(path, body="", params="x = 1\nresults = ''\nrun_name = ''\n"):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+WRITE = ("import json, pathlib\n"
+         "d = pathlib.Path(results) / 'runs' / run_name\n"
+         "d.mkdir(parents=True, exist_ok=True)\n"
+         "if x == 2:\n    raise RuntimeError('x must not be 2')\n"
+         "(d / 'metrics.json').write_text(json.dumps({'x2': x * 2}))\n")
+
+
+def test_base_and_include_give_shared_defaults_that_stages_override(tmp_path):
+    (tmp_path / "base.yaml").write_text("base:\n  demo: {a: 1, b: 1}\n  other: {z: 0}\n")
+    y = tmp_path / "s.yaml"
+    y.write_text("include: [base.yaml]\nbase:\n  demo: {b: 2}\nstages:\n"
+                 "  - {name: demo, notebook: n.ipynb, parameters: {c: 3}, grid: {a: [5, 6]}}\n"
+                 "  - {name: demo, notebook: n.ipynb}\n")
+    runs = study.expand(study.load_study(y))
+    assert [r.parameters for r in runs] == [{"a": 5, "b": 2, "c": 3}, {"a": 6, "b": 2, "c": 3}, {"a": 1, "b": 2}]
+
+
+def test_preflight_names_file_stage_run_key_and_value_before_anything_runs(tmp_path):
+    y = tmp_path / "s.yaml"
+    y.write_text(f"results: {tmp_path / 'res'}\nstages:\n"
+                 "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb, parameters: {smoke: true},\n"
+                 "     grid: {fraction: [0.5, 1.0]}}\n"
+                 "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb, parameters: {fraction: 1.5}}\n"
+                 "  - {name: adversarial, notebook: notebooks/03_adversarial.ipynb, parameters: {lamda_mm: 0.1}}\n"
+                 "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb, parameters: {val_fraction: 0.2}}\n")
+    with pytest.raises(study.StudyError) as e:
+        study.main(["--params", str(y)])
+    msg = str(e.value)
+    assert "2 problem(s); nothing was run" in msg
+    assert "stage 1 (pretrain), run 3" in msg and "fraction: 1.5 is out of range" in msg
+    assert "stage 2 (adversarial), run 4" in msg and "lamda_mm" in msg
+    assert "val_fraction" not in msg  # a config field the notebook does not declare is settable
+    assert not list((tmp_path / "res").rglob("*.json"))
+
+
+def test_dependencies_run_first_and_match_the_pretraining_seed(tmp_path):
+    y = tmp_path / "s.yaml"
+    y.write_text(f"results: {tmp_path / 'res'}\nstages:\n"
+                 "  - {name: adversarial, notebook: notebooks/03_adversarial.ipynb,\n"
+                 "     parameters: {smoke: true, fraction: 0.5}, points: [{pretrain_seed: 1, seed: 1}, {pretrain_seed: 0}]}\n"
+                 "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb, parameters: {smoke: true, fraction: 0.5},\n"
+                 "     grid: {seed: [0, 1]}}\n")
+    runs = study.expand(study.load_study(y))
+    study.preflight(runs)
+    order = study.resolve_dependencies(runs)
+    assert [r.stage for r in order] == ["pretrain", "pretrain", "adversarial", "adversarial"]
+    pre = {r.parameters["seed"]: r.id for r in order[:2]}
+    assert order[2].deps == [pre[1]] and order[3].deps == [pre[0]]
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_isolated_summarised_and_fails_the_study(tmp_path, capsys):
+    nb = _nb(tmp_path / "n.ipynb", WRITE)
+    y = tmp_path / "s.yaml"
+    y.write_text(f"results: {tmp_path / 'res'}\nstages:\n"
+                 f"  - {{name: demo, notebook: {nb}, parameters: {{results: {tmp_path / 'res'}}}, grid: {{x: [2, 3]}}}}\n")
+    assert study.main(["--params", str(y)]) == 1
+    out = capsys.readouterr().out
+    assert "1 done, 0 skipped, 1 failed" in out
+    assert "FAILED demo__x-2" in out and "x must not be 2" in out and "run.ipynb" in out
+    runs = study.expand(study.load_study(y))
+    assert not (runs[0].out_dir / "metrics.json").exists()
+    assert json.loads((runs[1].out_dir / "metrics.json").read_text()) == {"x2": 6}
+    info = json.loads((runs[1].out_dir / "runner.json").read_text())
+    assert info["parameters"]["x"] == 3 and len(info["code"]) == 12
+    # the plan: done (this code), todo (the failure); a changed notebook makes the done run stale
+    lines = study.plan(study.resolve_dependencies(runs), tmp_path / "res")
+    assert " todo  demo__x-2" in lines[0] and " done  demo__x-3" in lines[1]
+    _nb(nb, WRITE + "# changed\n")
+    lines = study.plan(study.resolve_dependencies(study.expand(study.load_study(y))), tmp_path / "res")
+    assert " stale demo__x-3" in lines[1] and "~" in lines[0]  # cost estimated from the recorded run
+
+
+def test_blocked_dependents_are_not_run(tmp_path):
+    a = study.Run("pretrain", tmp_path / "a.ipynb", {}, "pre", tmp_path / "pre")
+    b = study.Run("adversarial", tmp_path / "b.ipynb", {}, "adv", tmp_path / "adv", deps=["pre"])
+    seen = []
+
+    def ex(runs, rerun):
+        seen.extend(r.id for r in runs)
+        return [{"id": r.id, "status": "failed", "msg": "boom", "wall_s": 0.0} for r in runs]
+
+    res = study.run_waves([a, b], ex, set())
+    assert seen == ["pre"] and [r["status"] for r in res] == ["failed", "blocked"]
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_a_wave(tmp_path):
+    nb = _nb(tmp_path / "n.ipynb", WRITE)
+    res = tmp_path / "res"
+    runs = [study.Run("demo", nb, {"x": x, "results": str(res)}, f"demo__{x}", res / "runs" / f"demo__{x}")
+            for x in (1, 2)]
+    out = study.run_waves(runs, study.submitit_executor(tmp_path / "sub", cluster="local", timeout_min=5), set())
+    assert [r["status"] for r in out] == ["done", "failed"] and "x must not be 2" in out[1]["msg"]
+    assert json.loads((runs[0].out_dir / "metrics.json").read_text()) == {"x2": 2}

@@ -96,7 +96,7 @@ def describe(df: pd.DataFrame, cols, by="method") -> pd.DataFrame:
     """Mean, std and n of ``cols`` per group."""
     g = df.groupby(by, sort=False)[list(cols)]
     out = pd.concat({"mean": g.mean(), "std": g.std(ddof=1)}, axis=1)
-    out["n"] = g.size()
+    out[("n", "")] = g.size()
     return out
 
 
