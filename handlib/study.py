@@ -51,7 +51,7 @@ STAGE_CONFIGS = {"pretrain": "handlib.train.pretrain:PretrainConfig",
                  "adversarial": "handlib.train.adversarial:AdversarialConfig"}
 # fields an adversarial-stage run shares with the pre-training run it starts from
 PRETRAIN_MATCH = {"dataset": "dataset", "root": "root", "preset": "preset", "appearance_shift": "appearance_shift",
-                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed",
+                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed", "split_seed": "pretrain_split_seed",
                   "image_size": "image_size", "smoke": "smoke"}
 COST_KEYS = ("dataset", "preset", "image_size", "steps", "frozen_steps", "batch_size", "method", "unlabelled_frames")
 

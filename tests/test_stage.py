@@ -207,3 +207,12 @@ def test_invalid_closed_form_roots_are_counted():
     model.train()
     out = model(torch.rand(2, 3, SIZE, SIZE), torch.from_numpy(store.K[:2]))
     assert out._fields == ("j2d", "z_rel", "z_root", "j3d") and model.root_counts()["frames"] == len(rows)
+
+
+def test_split_seed_holds_the_split_while_the_model_seed_varies(tmp_path):
+    store = small_store(n_seq=20)
+    roles = lambda cfg: stage.build_split(cfg, store).to_frame()["role"].tolist()  # noqa: E731
+    base = roles(tiny_cfg(tmp_path, fraction=0.3, seed=0))
+    assert roles(tiny_cfg(tmp_path, fraction=0.3, seed=5, split_seed=0)) == base
+    assert roles(tiny_cfg(tmp_path, fraction=0.3, seed=0, split_seed=3)) != base
+    assert stage.split_seed_of({"seed": 4, "split_seed": None}) == 4 and stage.split_seed_of({"seed": 4, "split_seed": 1}) == 1

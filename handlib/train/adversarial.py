@@ -67,6 +67,7 @@ class AdversarialConfig(StageConfig):
     fraction: float = param(0.1, range=(0.0, 1.0))
     image_size: int = param(128, range=(64, 256))
     pretrain_seed: int = param(0, range=(0, None))
+    pretrain_split_seed: int | None = param(None, range=(0, None), help="the pre-training run's split_seed")
     seed: int = param(0, range=(0, None))
     # D and its data
     representation: str = param("25d", choices=("25d", "3d"))
@@ -252,7 +253,7 @@ def find_pretrain_run(cfg: AdversarialConfig) -> str:
         return cfg.pretrain_run
     want = {"dataset": cfg.dataset, "preset": cfg.preset, "protocol": cfg.protocol, "fraction": cfg.fraction,
             "seed": cfg.pretrain_seed, "image_size": cfg.image_size, "smoke": cfg.smoke,
-            "appearance_shift": cfg.appearance_shift}
+            "appearance_shift": cfg.appearance_shift, "split_seed": cfg.pretrain_split_seed}
     found = [r["config"]["run_id"] for r in read_records(cfg.results, stage="pretrain")
              if all(r["config"]["config"].get(k) == v for k, v in want.items())]
     if len(found) != 1:
@@ -265,9 +266,10 @@ def find_pretrain_run(cfg: AdversarialConfig) -> str:
 def rebuild_split(pre_cfg, store, split_csv: Path):
     """The pre-training run's split, rebuilt from its config and checked against its split.csv."""
     from handlib.data.protocols import make_split
+    from handlib.train.stage import split_seed_of
 
     split = make_split(store.meta, protocol=pre_cfg["protocol"], fraction=pre_cfg["fraction"],
-                       seed=pre_cfg["seed"], val_fraction=pre_cfg["val_fraction"])
+                       seed=split_seed_of(pre_cfg), val_fraction=pre_cfg["val_fraction"])
     saved = pd.read_csv(split_csv)
     now = split.to_frame()
     if len(saved) != len(now) or not (saved["role"].to_numpy() == now["role"].to_numpy()).all():

@@ -51,6 +51,8 @@ class PretrainConfig(StageConfig):
     fraction: float = param(1.0, range=(0.0, 1.0))
     val_fraction: float = param(0.1, range=(0.0, 0.5))
     seed: int = param(0, range=(0, None))
+    split_seed: int | None = param(None, range=(0, None),
+                                   help="seed of the labelled/val split; None = seed (vary both together)")
     image_size: int = param(128, range=(64, 256))
     head: str = param("heatmap", choices=("heatmap", "regression"))
     refine: bool = param(True)

@@ -71,11 +71,19 @@ def default_motion_source(dataset: str) -> str:
 
 
 def build_split(cfg, store) -> Split:
-    """``protocols.make_split`` with the config's protocol, fraction, seed and val_fraction
-    (and its ``motion_source`` where it has one)."""
-    return make_split(store.meta, protocol=cfg.protocol, fraction=cfg.fraction, seed=cfg.seed,
+    """``protocols.make_split`` with the config's protocol, fraction, split seed (``split_seed``,
+    else ``seed``) and val_fraction (and its ``motion_source`` where it has one)."""
+    return make_split(store.meta, protocol=cfg.protocol, fraction=cfg.fraction, seed=split_seed_of(cfg),
                       val_fraction=cfg.val_fraction,
                       motion_source=getattr(cfg, "motion_source", None) or default_motion_source(cfg.dataset))
+
+
+def split_seed_of(cfg) -> int:
+    """The seed of a run's split: its ``split_seed`` where set, else its model ``seed`` (config
+    object or config dict)."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+    s = get("split_seed", None)
+    return int(get("seed", 0) if s is None else s)
 
 
 def read_split(path, store, config: dict | None = None) -> Split:
@@ -98,7 +106,7 @@ def read_split(path, store, config: dict | None = None) -> Split:
         return list(dict.fromkeys(seq[np.isin(role, roles)]))
 
     protocol = int(c.get("protocol", 2))
-    split = Split(protocol=protocol, fraction=float(c.get("fraction", np.nan)), seed=int(c.get("seed", 0)),
+    split = Split(protocol=protocol, fraction=float(c.get("fraction", np.nan)), seed=split_seed_of(c),
                   val_fraction=float(c.get("val_fraction", np.nan)),
                   motion_source=c.get("motion_source") or default_motion_source(c.get("dataset", "handsim")),
                   labelled_rows=np.flatnonzero(role == "labelled").astype(np.int64),
