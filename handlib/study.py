@@ -126,10 +126,34 @@ def expand(study: Study, only: list[str] | None = None) -> list[Run]:
                 params = {**study.base.get(st["name"], {}), **(st.get("parameters") or {}), **point,
                           **dict(zip(keys, values))}
                 rid = run_id(st["name"], params, list(point) + keys)
-                rid = _finished_alias(res, st["name"], rid) or rid
+                rid = _finished_alias(res, st["name"], rid) or _same_config(res, st["name"], params) or rid
                 runs.append(Run(st["name"], REPO_ROOT / st["notebook"], params, rid, res / "runs" / rid,
                                 f"{study.path}: stage {i} ({st['name']})"))
     return runs
+
+
+IGNORED = ("run_name", "progress")  # config fields that do not change a run's result
+
+
+def _same_config(res: Path, stage: str, params: dict) -> str | None:
+    """A finished run of ``stage`` whose recorded config equals the one ``params`` build (the
+    same run written with other, e.g. default-valued, keys)."""
+    cls = stage_config(stage)
+    if cls is None:
+        return None
+    try:
+        want = cls.from_params({k: v for k, v in params.items() if k in cls.field_names()}).to_dict()
+    except (ConfigError, TypeError):
+        return None  # the pre-flight check reports it
+    want = {k: v for k, v in want.items() if k not in IGNORED}
+    for d in sorted((res / "runs").glob(f"{stage}__*")):
+        c = d / "config.json"
+        if not (c.exists() and _finished(d)):
+            continue
+        got = json.loads(c.read_text()).get("config", {})
+        if all(got.get(k, cls.__dataclass_fields__[k].default) == v for k, v in want.items()):
+            return d.name
+    return None
 
 
 def _finished_alias(res: Path, stage: str, rid: str) -> str | None:
@@ -387,16 +411,20 @@ def submitit_executor(folder: Path, cluster: str | None = "slurm", **slurm: Any)
 
 # ---------------------------------------------------------------- command line
 def plan(order: list[Run], res: Path) -> list[str]:
-    walls, versions, lines, total = recorded_wall(res), {}, [], 0.0
+    """One line per run (state, id, dependencies, estimated cost) and a total per state."""
+    walls, versions, lines = recorded_wall(res), {}, []
+    cost = {"todo": [0, 0.0], "stale": [0, 0.0], "done": [0, 0.0]}
     for i, r in enumerate(order, 1):
         state = run_state(r, versions)
         est = estimate(r, walls) if state != "done" else None
-        total += est or 0.0
+        cost[state][0] += 1
+        cost[state][1] += est or 0.0
         deps = f" after {', '.join(r.deps)}" if r.deps else ""
-        cost = f" ~{est / 60:.1f} min" if est else (" (no similar run recorded)" if state != "done" else "")
-        lines.append(f"[{i}/{len(order)}] {state:5s} {r.id}{deps}{cost}")
-    n_todo = sum(1 for ln in lines if " todo " in ln or " stale " in ln)
-    lines.append(f"{n_todo} run(s) to do or stale; estimated {total / 60:.0f} min from recorded similar runs")
+        note = f" ~{est / 60:.1f} min" if est else (" (no similar run recorded)" if state != "done" else "")
+        lines.append(f"[{i}/{len(order)}] {state:5s} {r.id}{deps}{note}")
+    lines.append(f"{cost['todo'][0]} to do (~{cost['todo'][1] / 60:.0f} min), {cost['done'][0]} done, "
+                 f"{cost['stale'][0]} stale: made by other code or by an unrecorded version "
+                 f"(~{cost['stale'][1] / 60:.0f} min with --rerun-stale); estimates from recorded similar runs")
     return lines
 
 

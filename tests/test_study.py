@@ -199,3 +199,21 @@ def test_submitit_local_executor_runs_a_wave(tmp_path):
     out = study.run_waves(runs, study.submitit_executor(tmp_path / "sub", cluster="local", timeout_min=5), set())
     assert [r["status"] for r in out] == ["done", "failed"] and "x must not be 2" in out[1]["msg"]
     assert json.loads((runs[0].out_dir / "metrics.json").read_text()) == {"x2": 2}
+
+
+def test_a_finished_run_with_the_same_effective_config_is_reused(tmp_path):
+    from handlib.train.pretrain import PretrainConfig
+
+    res = tmp_path / "res"
+    d = res / "runs" / "pretrain__old__12345678"
+    d.mkdir(parents=True)
+    cfg = PretrainConfig(smoke=True, fraction=0.5, run_name="pretrain__old__12345678").to_dict()
+    del cfg["split_seed"]  # a record written before a field existed: its default applies
+    (d / "config.json").write_text(json.dumps({"stage": "pretrain", "config": cfg}))
+    (d / "metrics.json").write_text("{}")
+    y = tmp_path / "s.yaml"
+    y.write_text(f"results: {res}\nstages:\n"
+                 "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb,\n"
+                 "     parameters: {smoke: true, lr: 0.001, preset: smoke}, grid: {fraction: [0.5, 1.0]}}\n")
+    runs = study.expand(study.load_study(y))
+    assert runs[0].id == "pretrain__old__12345678" and runs[1].id != runs[0].id
