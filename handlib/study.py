@@ -145,7 +145,11 @@ def _same_config(res: Path, stage: str, params: dict) -> str | None:
         want = cls.from_params({k: v for k, v in params.items() if k in cls.field_names()}).to_dict()
     except (ConfigError, TypeError):
         return None  # the pre-flight check reports it
-    want = {k: v for k, v in want.items() if k not in IGNORED}
+    cfg = cls(**want)
+    skip = set(IGNORED) | set(cfg.unused_fields() if hasattr(cfg, "unused_fields") else ())
+    if want.get("pretrain_run") is None:  # resolved by the stage and recorded: any is fine
+        skip.add("pretrain_run")
+    want = {k: v for k, v in want.items() if k not in skip}
     for d in sorted((res / "runs").glob(f"{stage}__*")):
         c = d / "config.json"
         if not (c.exists() and _finished(d)):

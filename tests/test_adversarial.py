@@ -151,3 +151,12 @@ def test_find_pretrain_run_names_what_is_missing(tmp_path):
     assert find_pretrain_run(cfg) == "pre_a"
     assert find_pretrain_run(cfg.replace(pretrain_seed=1)) == "pre_b"
     assert find_pretrain_run(cfg.replace(pretrain_run="given")) == "given"
+
+
+def test_unused_fields_name_what_cannot_change_a_method():
+    sup, adv = AdversarialConfig(method="supervised"), AdversarialConfig(method="adversarial")
+    assert {"lambda_mm", "lambda_smooth", "d_lr", "S", "unlabelled_frames"} <= sup.unused_fields()
+    assert not {"lambda_mm", "d_lr", "S", "lr"} & adv.unused_fields() and "lambda_smooth" in adv.unused_fields()
+    assert "S" in AdversarialConfig(method="pose_prior").unused_fields()
+    sm = AdversarialConfig(method="smoothness").unused_fields()
+    assert "lambda_smooth" not in sm and "S" not in sm and "d_lr" in sm

@@ -9,6 +9,8 @@ counts against the published ones, and every problem found with its path. Both r
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,8 @@ def load_dataset(name: str, root=None, image_size: int | None = None, preset: st
                  cache_root=None, **kw):
     """Dispatch to ``load_handsim`` / ``load_fphab`` / ``load_ho3d``.
 
-    ``root`` is required for the real datasets (they are never downloaded);
+    ``root`` is required for the real datasets (they are never downloaded); where it is
+    None, the environment variable ``HANDLIB_<NAME>_ROOT`` (e.g. HANDLIB_FPHAB_ROOT) gives it;
     ``preset``/overrides go to HandSim; ``image_size`` defaults to 128 for real data and
     to the preset's own size for HandSim."""
     if name == "handsim":
@@ -35,8 +38,10 @@ def load_dataset(name: str, root=None, image_size: int | None = None, preset: st
         return load_handsim(preset=preset, cache_root=cache_root, **kw)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
+    root = root or os.environ.get(f"HANDLIB_{name.upper()}_ROOT")
     if not root:
-        raise DatasetError(f"{name}: a root directory is required (the data cannot be downloaded here)")
+        raise DatasetError(f"{name}: a root directory is required (parameter `root` or the environment variable "
+                           f"HANDLIB_{name.upper()}_ROOT); the data cannot be downloaded here")
     size = 128 if image_size is None else image_size
     if name == "fphab":
         from handlib.data.fphab import load_fphab

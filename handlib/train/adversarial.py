@@ -128,6 +128,17 @@ class AdversarialConfig(StageConfig):
     def uses_d(self) -> bool:
         return self.method in ("adversarial", "pose_prior")
 
+    def unused_fields(self) -> frozenset[str]:
+        """Fields that cannot change this method's run (e.g. D's settings for ``supervised``):
+        two configs that differ only there describe the same run."""
+        d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "augment", "center", "motion_source",
+             "motion_batch", "d_lr", "d_weight_decay", "d_beta1", "d_every", "lambda_mm"}
+        if self.method == "supervised":
+            return frozenset(d | {"unlabelled_frames", "d_warmup", "lambda_warmup", "lambda_smooth"})
+        if self.method == "smoothness":
+            return frozenset((d - {"representation", "S", "center"}) | {"d_warmup", "lambda_warmup"})
+        return frozenset({"lambda_smooth"} | ({"S"} if self.method == "pose_prior" else set()))
+
     def motion_config(self) -> MotionConfig:
         return MotionConfig(S=self.window, depth=self.d_depth, channels=self.d_channels,
                             spectral_norm=self.spectral_norm, representation=self.representation,

@@ -7,6 +7,8 @@ and the record names the final one (``metrics.json["checkpoint"]``, read by
 """
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +96,9 @@ class PretrainConfig(StageConfig):
             raise ConfigError(f"PretrainConfig.image_size: {self.image_size} must be a multiple of 32")
         if self.bn_phase == "frozen" and not self.init_checkpoint:
             raise ConfigError("PretrainConfig.init_checkpoint: required when bn_phase='frozen'")
-        if self.dataset != "handsim" and not self.root:
-            raise ConfigError(f"PretrainConfig.root: required for dataset {self.dataset!r}")
+        if self.dataset != "handsim" and not (self.root or os.environ.get(f"HANDLIB_{self.dataset.upper()}_ROOT")):
+            raise ConfigError(f"PretrainConfig.root: required for dataset {self.dataset!r} (or set "
+                              f"HANDLIB_{self.dataset.upper()}_ROOT)")
 
     def pose_config(self) -> PoseConfig:
         return PoseConfig(image_size=self.image_size, head=self.head, refine=self.refine,
