@@ -22,9 +22,11 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def results_dir(override: str | os.PathLike | None = None) -> Path:
-    """``override`` > $HANDLIB_RESULTS > <repo>/results."""
+    """``override`` > $HANDLIB_RESULTS > <repo>/results; a relative ``override`` is taken from
+    the repository root (notebooks run in notebooks/, the runner anywhere: both agree)."""
     if override:
         p = Path(override)
+        p = p if p.is_absolute() else REPO_ROOT / p
     elif os.environ.get("HANDLIB_RESULTS"):
         p = Path(os.environ["HANDLIB_RESULTS"])
     else:

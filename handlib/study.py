@@ -6,7 +6,8 @@
 A params file lists ``stages``; each names a notebook, its ``parameters``, an optional
 ``grid`` (lists whose product gives one run each) and optional ``points`` (explicit
 parameter sets, e.g. ``{seed: 1, pretrain_seed: 1}``; with a grid, each point is combined
-with every grid cell). Shared defaults sit once in ``base`` (stage name -> parameters),
+with every grid cell); ``always: true`` marks an aggregation stage (the report), run
+every time after all other runs. Shared defaults sit once in ``base`` (stage name -> parameters),
 optionally read from files listed in ``include`` (paths relative to the params file); a
 stage's own parameters override them.
 
@@ -69,6 +70,7 @@ class Run:
     out_dir: Path
     source: str = ""  # "<params file>: stage <i> (<name>)"
     deps: list[str] = field(default_factory=list)
+    always: bool = False  # aggregation stages: run every time (they read whatever records exist)
 
 
 @dataclass
@@ -105,7 +107,7 @@ def load_study(path: str | Path) -> Study:
         missing = {"name", "notebook"} - set(st)
         if missing:
             raise StudyError(f"{path}: stage {i} lacks {sorted(missing)}")
-        extra = set(st) - {"name", "notebook", "parameters", "grid", "points"}
+        extra = set(st) - {"name", "notebook", "parameters", "grid", "points", "always"}
         if extra:
             raise StudyError(f"{path}: stage {i} ({st['name']}): unknown keys {sorted(extra)}")
     return Study(raw.get("stages", []), raw.get("not_built", []), raw.get("results"),
@@ -128,7 +130,7 @@ def expand(study: Study, only: list[str] | None = None) -> list[Run]:
                 rid = run_id(st["name"], params, list(point) + keys)
                 rid = _finished_alias(res, st["name"], rid) or _same_config(res, st["name"], params) or rid
                 runs.append(Run(st["name"], REPO_ROOT / st["notebook"], params, rid, res / "runs" / rid,
-                                f"{study.path}: stage {i} ({st['name']})"))
+                                f"{study.path}: stage {i} ({st['name']})", always=bool(st.get("always"))))
     return runs
 
 
@@ -235,8 +237,9 @@ def preflight(runs: list[Run]) -> None:
 
 # ---------------------------------------------------------------- dependencies and order
 def resolve_dependencies(runs: list[Run]) -> list[Run]:
-    """Fill ``deps`` (adversarial runs -> the pre-training run of this study they start from)
-    and order the runs so that dependencies come first (otherwise file order)."""
+    """Fill ``deps`` (adversarial runs -> the pre-training run of this study they start from;
+    ``always`` aggregation stages -> every other run) and order the runs so that dependencies
+    come first (otherwise file order)."""
     pre = [(r, config_of(r)) for r in runs if r.stage == "pretrain"]
     for r in runs:
         if r.stage != "adversarial":
@@ -246,6 +249,9 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
             r.deps = [p.id for p, _ in pre if p.id == cfg.pretrain_run]
         else:
             r.deps = [p.id for p, pc in pre if all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items())]
+    for r in runs:  # aggregation stages read the records of every other run
+        if r.always:
+            r.deps = [o.id for o in runs if not o.always]
     order, placed = [], set()
     pending = list(runs)
     while pending:
@@ -362,8 +368,8 @@ def run_waves(order: list[Run], executor, rerun_ids: set[str]) -> list[dict]:
     pending = list(order)
     while pending:
         wave = [r for r in pending if all(d in results for d in r.deps)]
-        blocked = [r for r in wave if any(results[d]["status"] == "failed" or results[d]["status"].startswith("blocked")
-                                          for d in r.deps)]
+        blocked = [r for r in wave if not r.always and any(results[d]["status"] in ("failed", "blocked")
+                                                           for d in r.deps)]
         for r in blocked:
             results[r.id] = {"id": r.id, "status": "blocked", "msg": "a run it depends on failed", "wall_s": 0.0}
         todo = [r for r in wave if r not in blocked]
@@ -379,7 +385,7 @@ def local_executor(jobs: int = 1):
         if jobs <= 1:
             for r in runs:
                 print(f"[{r.stage}] {r.id} ...", flush=True)
-                res = execute_safely(r, r.id in rerun_ids)
+                res = execute_safely(r, r.id in rerun_ids or r.always)
                 print(f"    {res['status']}: {res['msg']}" + (f" (see {res['notebook']})" if "notebook" in res else ""),
                       flush=True)
                 out.append(res)
@@ -387,7 +393,7 @@ def local_executor(jobs: int = 1):
         from concurrent.futures import ThreadPoolExecutor  # each run is its own kernel process
 
         with ThreadPoolExecutor(jobs) as pool:
-            out = list(pool.map(lambda r: execute_safely(r, r.id in rerun_ids, stream=False), runs))
+            out = list(pool.map(lambda r: execute_safely(r, r.id in rerun_ids or r.always, stream=False), runs))
         for res in out:
             print(f"    {res['id']}: {res['status']}: {res['msg']}", flush=True)
         return out
@@ -401,7 +407,8 @@ def submitit_executor(folder: Path, cluster: str | None = "slurm", **slurm: Any)
     def ex(runs: list[Run], rerun_ids: set[str]) -> list[dict]:
         executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         executor.update_parameters(**{k: v for k, v in slurm.items() if v is not None})
-        jobs = executor.map_array(execute_safely, runs, [r.id in rerun_ids for r in runs], [False] * len(runs))
+        jobs = executor.map_array(execute_safely, runs, [r.id in rerun_ids or r.always for r in runs],
+                                  [False] * len(runs))
         out = []
         for r, job in zip(runs, jobs):
             try:
@@ -423,7 +430,7 @@ def plan(order: list[Run], res: Path) -> list[str]:
         est = estimate(r, walls) if state != "done" else None
         cost[state][0] += 1
         cost[state][1] += est or 0.0
-        deps = f" after {', '.join(r.deps)}" if r.deps else ""
+        deps = " after every other run" if r.always else (f" after {', '.join(r.deps)}" if r.deps else "")
         note = f" ~{est / 60:.1f} min" if est else (" (no similar run recorded)" if state != "done" else "")
         lines.append(f"[{i}/{len(order)}] {state:5s} {r.id}{deps}{note}")
     lines.append(f"{cost['todo'][0]} to do (~{cost['todo'][1] / 60:.0f} min), {cost['done'][0]} done, "

@@ -1,0 +1,261 @@
+"""The study's tables and figures (notebooks 04-06), built from ``aggregate.adversarial_runs``.
+
+- ``sweep_table``: Fig. 4 analogue, error vs label fraction per method: mean, 95 % CI, n;
+- ``improvement_table``: per fraction, the paired difference adversarial - supervised over
+  seeds (mm and % of the supervised error) with its 95 % CI;
+- ``ablation_table``: Table 1 analogue, one row per variant: mean +- std over seeds and the
+  paired difference to the full model, the paper's FPHAB numbers in separate columns;
+- ``missing_runs``: the runs of a params file without a record (what to launch);
+- ``plot_sweep``, ``save_table``, ``save_figure``.
+The paper's numbers (``PAPER_TABLE1``) are quoted beside ours, never mixed into our means.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from handlib.analysis.aggregate import ci95, paired, to_markdown
+from handlib.config import StageConfig, param
+from handlib.paths import results_dir
+from handlib.repro import atomic_write_text
+
+ABS, RR = "selected/test/mpjpe_abs", "selected/test/mpjpe_rr"
+
+# Table 1 of the paper (FPHAB, Protocol 2, 20 % labels): absolute / root-relative MPJPE, mm
+PAPER_TABLE1 = {
+    "full model": (23.52, 11.02),
+    "temporal smoothness prior": (27.44, 13.31),
+    "pose prior (S 1)": (27.16, 12.80),
+    "spectral norm: with": (24.42, 10.93),
+    "D depth 1": (23.86, 11.20), "D depth 4": (25.57, 12.35), "D depth 8": (26.94, 12.89),
+    "S 32": (25.03, 11.52), "S 64": (25.48, 11.58),
+    "augmentation: without": (24.46, 11.30),
+    "keypoints: 3D": (26.62, 13.59),
+    "supervised (no unlabelled term)": (28.47, float("nan")),
+}
+FULL = {"method": "adversarial", "spectral_norm": False, "d_depth": 2, "S": 16, "augment": True,
+        "representation": "25d"}
+
+
+@dataclass(frozen=True)
+class ReportConfig(StageConfig):
+    stage = "report"
+    results: str | None = param(None, help="results directory the records are read from")
+    protocol_files: tuple[str, ...] = param(("params/protocol2.yaml", "params/protocol1.yaml"))
+    ablation_file: str = param("params/ablations.yaml")
+    out: str | None = param(None, help="where tables/ and figures/ go (default: the results directory)")
+    smoke: bool = param(False, help="read smoke records (small); otherwise smoke records are left out")
+    dpi: int = param(100, range=(30, 300))
+    interactive: bool = param(False, help="show the ipywidgets explorer (skipped by papermill / nbval)")
+
+    @property
+    def out_dir(self) -> Path:
+        return results_dir(self.out or self.results)
+
+
+def select(df: pd.DataFrame, smoke: bool) -> pd.DataFrame:
+    return df[df["smoke"] == smoke] if len(df) else df
+
+
+# ---------------------------------------------------------------- Fig. 4: sweeps
+def sweep_table(df: pd.DataFrame, protocol: int, cols=(ABS, RR), methods=("supervised", "adversarial"),
+                **fixed) -> pd.DataFrame:
+    """Per (fraction, method) of ``protocol``: mean and 95 % CI over seeds of ``cols``, n and
+    the per-seed values. ``fixed``: further column filters (e.g. appearance_shift=1.0)."""
+    d = df[(df.protocol == protocol) & df.method.isin(methods)]
+    for k, v in fixed.items():
+        d = d[d[k] == v]
+    rows = []
+    for (frac, method), g in d.groupby(["fraction", "method"], sort=True):
+        row = {"fraction": frac, "method": method, "n": len(g)}
+        for c in cols:
+            m, lo, hi = ci95(g[c])
+            name = c.rsplit("/", 1)[-1]
+            row |= {f"{name}": m, f"{name}_lo": lo, f"{name}_hi": hi,
+                    f"{name}_seeds": ", ".join(f"{v:.1f}" for v in g.sort_values("pretrain_seed")[c])}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def improvement_table(df: pd.DataFrame, protocol: int, cols=(ABS, RR), **fixed) -> pd.DataFrame:
+    """Per fraction: paired difference adversarial - supervised (mm) over seeds with its 95 %
+    CI and the relative change (% of the supervised mean)."""
+    d = df[df.protocol == protocol]
+    for k, v in fixed.items():
+        d = d[d[k] == v]
+    rows = []
+    for frac, g in d.groupby("fraction", sort=True):
+        for c in cols:
+            per, s = paired(g, "adversarial", "supervised", c)
+            if not s["n"]:
+                continue
+            base = float(per["supervised"].mean())
+            rows.append({"fraction": frac, "metric": c.rsplit("/", 1)[-1], "n": s["n"], "supervised": base,
+                         "adversarial": float(per["adversarial"].mean()), "diff": s["mean_diff"],
+                         "ci_low": s["ci_low"], "ci_high": s["ci_high"], "rel_%": 100 * s["mean_diff"] / base,
+                         "rel_ci_low_%": 100 * s["ci_low"] / base, "rel_ci_high_%": 100 * s["ci_high"] / base,
+                         "excludes_zero": s["excludes_zero"]})
+    return pd.DataFrame(rows)
+
+
+def plot_sweep(table: pd.DataFrame, df: pd.DataFrame | None = None, protocol: int | None = None, title: str = "",
+               dpi: int = 100):
+    """Absolute and root-relative MPJPE vs label fraction, mean with 95 % CI band per method,
+    per-seed points from ``df`` (the runs) where given."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi)
+    colors = {"supervised": "tab:blue", "adversarial": "tab:red"}
+    for ax, name, col in ((axes[0], "mpjpe_abs", ABS), (axes[1], "mpjpe_rr", RR)):
+        for method, g in table.groupby("method"):
+            x = 100 * g["fraction"].to_numpy()
+            c = colors.get(method)
+            ax.plot(x, g[name], "-o", color=c, label=method, ms=4)
+            ax.fill_between(x, g[f"{name}_lo"], g[f"{name}_hi"], color=c, alpha=0.15, lw=0)
+            if df is not None:
+                pts = df[(df.method == method) & ((df.protocol == protocol) if protocol else True)]
+                ax.scatter(100 * pts["fraction"], pts[col], s=10, color=c, alpha=0.5)
+        ax.set_xlabel("labelled frames (%)")
+        ax.set_ylabel(f"{'absolute' if name == 'mpjpe_abs' else 'root-relative'} MPJPE (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Table 1: ablations
+def ablation_label(row) -> str:
+    """The Table 1 row a run belongs to (what it changes from the full model)."""
+    if row["method"] == "supervised":
+        return "supervised (no unlabelled term)"
+    if row["method"] == "smoothness":
+        return "temporal smoothness prior"
+    if row["method"] == "pose_prior":
+        return "pose prior (S 1)"
+    diff = [k for k, v in FULL.items() if row[k] != v]
+    if not diff:
+        return "full model"
+    if len(diff) > 1:
+        return "other: " + ", ".join(f"{k}={row[k]}" for k in diff)
+    k = diff[0]
+    return {"spectral_norm": "spectral norm: with", "d_depth": f"D depth {row[k]}", "S": f"S {row[k]}",
+            "augment": "augmentation: without", "representation": "keypoints: 3D"}[k]
+
+
+def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
+    """One row per variant: mean +- std over seeds, the paired difference to the full model
+    (same pre-training runs) and the paper's FPHAB numbers in separate columns."""
+    d = df.assign(row=[ablation_label(r) for _, r in df.iterrows()])
+    full = d[d.row == "full model"]
+    out = []
+    for label, g in d.groupby("row", sort=False):
+        r = {"row": label, "n": len(g)}
+        for c in cols:
+            name = c.rsplit("/", 1)[-1]
+            r[name] = float(g[c].mean())
+            r[f"{name}_std"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+            both = g.set_index("pretrain_run")[c].align(full.set_index("pretrain_run")[c], join="inner")
+            diff = both[0] - both[1]
+            m, lo, hi = ci95(diff) if label != "full model" else (np.nan,) * 3
+            r |= {f"{name}_vs_full": m, f"{name}_vs_full_lo": lo, f"{name}_vs_full_hi": hi}
+        paper = PAPER_TABLE1.get(label, (np.nan, np.nan))
+        r |= {"paper_fphab_abs": paper[0], "paper_fphab_rr": paper[1]}
+        out.append(r)
+    order = list(PAPER_TABLE1)
+    t = pd.DataFrame(out)
+    return t.assign(_o=[order.index(x) if x in order else len(order) for x in t.row]).sort_values("_o").drop(
+        columns="_o").reset_index(drop=True) if len(t) else t
+
+
+# ---------------------------------------------------------------- what is missing, writing
+def missing_runs(params_file: str, results: str | None = None) -> list[str]:
+    """Ids of the runs of ``params_file`` without a finished record (the runs to launch)."""
+    from handlib import study
+
+    s = study.load_study(study.REPO_ROOT / params_file if not Path(params_file).is_absolute() else params_file)
+    if results is not None:
+        s.results = results
+    return [r.id for r in study.expand(s) if not study._finished(r.out_dir)]
+
+
+def save_table(t: pd.DataFrame, name: str, out: Path, floatfmt: str = ".1f") -> tuple[Path, Path]:
+    """``<out>/tables/<name>.csv`` and ``.md`` (atomic writes)."""
+    d = Path(out) / "tables"
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(d / f"{name}.csv", t.to_csv(index=False))
+    atomic_write_text(d / f"{name}.md", to_markdown(t, floatfmt, index=False) + "\n")
+    return d / f"{name}.csv", d / f"{name}.md"
+
+
+def save_figure(fig, name: str, out: Path, dpi: int = 120) -> list[Path]:
+    """``<out>/figures/<name>.png`` and ``.pdf``."""
+    d = Path(out) / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    paths = [d / f"{name}.png", d / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    return paths
+
+
+def plot_ablation(t: pd.DataFrame, dpi: int = 100):
+    """Each variant's paired difference to the full model (mean, 95 % CI), absolute and
+    root-relative; the paper's FPHAB difference as a cross where it reports one."""
+    rows = t[t.row != "full model"].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 0.35 * len(rows) + 1.2), dpi=dpi, sharey=True)
+    y = np.arange(len(rows))
+    full = t[t.row == "full model"]
+    for ax, name, paper in ((axes[0], "mpjpe_abs", "paper_fphab_abs"), (axes[1], "mpjpe_rr", "paper_fphab_rr")):
+        m, lo, hi = rows[f"{name}_vs_full"], rows[f"{name}_vs_full_lo"], rows[f"{name}_vs_full_hi"]
+        ax.errorbar(m, y, xerr=[m - lo, hi - m], fmt="o", ms=4, color="tab:red", label="HandSim (ours)")
+        if len(full):
+            ax.scatter(rows[paper] - float(full[paper].iloc[0]), y, marker="x", color="k", label="paper (FPHAB)")
+        ax.axvline(0, color="gray", lw=0.8)
+        ax.set_xlabel(f"{'absolute' if name == 'mpjpe_abs' else 'root-relative'} MPJPE - full model (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].set_yticks(y, rows.row, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "selected/test/epe_2d"),
+                 baseline: str = "supervised") -> pd.DataFrame:
+    """Per method: mean +- std over seeds of ``cols`` and the paired difference to ``baseline``
+    (same pre-training runs) with its 95 % CI."""
+    out = []
+    for method, g in df.groupby("method", sort=False):
+        r = {"method": method, "n": len(g)}
+        for c in cols:
+            name = c.rsplit("/", 1)[-1]
+            r[name] = float(g[c].mean())
+            r[f"{name}_std"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+            if method != baseline:
+                _, s = paired(df[df.method.isin([method, baseline])], method, baseline, c)
+                r |= {f"{name}_diff": s["mean_diff"], f"{name}_ci": f"[{s['ci_low']:.1f}, {s['ci_high']:.1f}]"}
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
+    """The rows of ``df`` that the grids of ``params_files`` list (finished ones)."""
+    from handlib import study
+
+    ids = set()
+    for f in params_files:
+        s = study.load_study(study.REPO_ROOT / f if not Path(f).is_absolute() else f)
+        if results is not None:
+            s.results = results
+        ids |= {r.id for r in study.expand(s)}
+    return df[df.run_id.isin(ids)]
+
+
+def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
+    """The runs of ``params_files`` that belong in Fig. 4: the supervised continuation and the
+    full adversarial model (ablation variants left out)."""
+    d = runs_in(df, params_files, results)
+    keep = [ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in d.iterrows()]
+    return d[keep] if len(d) else d
