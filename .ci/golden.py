@@ -2,9 +2,11 @@
 
     HANDLIB_RESULTS=.cache/test-results .venv/bin/python .ci/golden.py notebooks/02_pretrain.ipynb
 
-Keeps stdout streams and the text/plain of results and displays (tables, reprs); drops images,
-widgets, stderr (progress bars) and per-cell timing metadata, so committed notebooks stay small
-and diffs show only what nbval compares. Execution counts and the `parameters` tag are kept.
+Keeps stdout streams, the text/plain of results and displays (tables, reprs) and figures as
+small PNGs (at most MAX_PNG bytes; a larger figure leaves no trace, never a bare
+"<Figure size ...>" repr); drops widgets, stderr (progress bars) and per-cell timing metadata,
+so committed notebooks stay small and a reader sees the pictures. Execution counts and the
+`parameters` tag are kept.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
+
+
+MAX_PNG = 60_000  # bytes of base64 per figure
 
 
 def slim(nb) -> None:
@@ -24,9 +29,16 @@ def slim(nb) -> None:
         for out in cell.get("outputs", []):
             if out.output_type == "stream" and out.name == "stdout":
                 keep.append(out)
+            elif out.output_type in ("execute_result", "display_data") and "image/png" in out.data:
+                if len(out.data["image/png"]) <= MAX_PNG:
+                    out.data = {"image/png": out.data["image/png"], "text/plain": out.data.get("text/plain", "")}
+                    out.metadata = {}
+                    keep.append(out)
             elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.data:
                 if "application/vnd.jupyter.widget-view+json" in out.data:
                     continue
+                if out.data["text/plain"].startswith("<Figure size"):
+                    continue  # a figure whose picture was not kept: no trace
                 out.data = {"text/plain": out.data["text/plain"]}
                 out.metadata = {}
                 keep.append(out)
