@@ -1,0 +1,85 @@
+"""Report tables and figures from records: Fig. 4 sweep, paired improvement, Table 1 rows."""
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from handlib.analysis import report as R
+
+matplotlib.use("Agg")
+
+
+def _df():
+    rows = []
+    for frac in (0.1, 0.5):
+        for s in (0, 1, 2):
+            for method, extra, delta in (("supervised", {}, 0.0), ("adversarial", {}, -2.0 - s),
+                                         ("adversarial", {"d_depth": 4}, 1.0), ("smoothness", {}, 3.0)):
+                r = {"run_id": f"{method}{extra}{frac}{s}", "method": method, "protocol": 2, "fraction": frac,
+                     "pretrain_seed": s, "pretrain_run": f"pre{frac}{s}", "smoke": False, "commit": "abc",
+                     **R.FULL, "method": method}
+                r.update(extra)
+                base = 100.0 - 40 * frac + s
+                r[R.ABS], r[R.RR] = base + delta, base / 2 + delta / 2
+                rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_sweep_table_means_cis_and_seed_values():
+    df = _df()
+    full = df[[R.ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in df.iterrows()]]
+    t = R.sweep_table(full, 2)
+    sup = t[(t.method == "supervised") & (t.fraction == 0.1)].iloc[0]
+    assert sup["n"] == 3 and sup["mpjpe_abs"] == pytest.approx(97.0)
+    assert sup["mpjpe_abs_lo"] < 97.0 < sup["mpjpe_abs_hi"]
+    assert sup["mpjpe_abs_seeds"] == "96.0, 97.0, 98.0"
+    fig = R.plot_sweep(t, full, 2, dpi=30)
+    assert len(fig.axes) == 2
+
+
+def test_improvement_is_paired_and_relative():
+    df = _df()
+    full = df[[R.ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in df.iterrows()]]
+    imp = R.improvement_table(full, 2)
+    row = imp[(imp.fraction == 0.1) & (imp.metric == "mpjpe_abs")].iloc[0]
+    assert row["diff"] == pytest.approx(-3.0) and row["n"] == 3
+    assert row["rel_%"] == pytest.approx(-300 / 97.0)
+    assert row["ci_low"] < -3.0 < row["ci_high"]
+
+
+def test_ablation_rows_differences_to_full_and_paper_columns():
+    t = R.ablation_table(_df()[lambda d: d.fraction == 0.1])
+    assert t.row.iloc[0] == "full model" and set(t.row) == {"full model", "D depth 4", "temporal smoothness prior",
+                                                            "supervised (no unlabelled term)"}
+    d4 = t[t.row == "D depth 4"].iloc[0]
+    assert d4["mpjpe_abs_vs_full"] == pytest.approx(np.mean([3.0, 4.0, 5.0]))
+    assert d4["paper_fphab_abs"] == 25.57 and np.isnan(t[t.row == "full model"]["mpjpe_abs_vs_full"].iloc[0])
+    assert R.plot_ablation(t, dpi=30) is not None
+    assert R.ablation_label({**R.FULL, "S": 32, "d_depth": 4}).startswith("other:")
+
+
+def test_runs_in_and_missing_runs_follow_the_params_file(tmp_path):
+    res = tmp_path / "res"
+    y = tmp_path / "g.yaml"
+    y.write_text(f"results: {res}\nstages:\n  - {{name: demo, notebook: n.ipynb, grid: {{x: [1, 2]}}}}\n")
+    from handlib import study
+
+    ids = [r.id for r in study.expand(study.load_study(y))]
+    (res / "runs" / ids[0]).mkdir(parents=True)
+    (res / "runs" / ids[0] / "DONE").write_text("1 s")
+    assert R.missing_runs(str(y), str(res)) == [ids[1]]
+    df = pd.DataFrame({"run_id": [ids[0], "other"], "x": [1, 2]})
+    assert list(R.runs_in(df, [str(y)], str(res)).run_id) == [ids[0]]
+
+
+def test_save_table_and_figure_write_both_formats(tmp_path):
+    t = pd.DataFrame({"a": [1.234], "b": ["x"]})
+    csv, md = R.save_table(t, "t", tmp_path)
+    assert csv.read_text().startswith("a,b") and "1.2" in md.read_text()
+    import matplotlib.pyplot as plt
+
+    paths = R.save_figure(plt.figure(figsize=(1, 1)), "f", tmp_path, dpi=20)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths) and {p.suffix for p in paths} == {".png", ".pdf"}
+    assert json.loads(json.dumps(R.PAPER_TABLE1["full model"])) == [23.52, 11.02]
