@@ -94,3 +94,44 @@ def test_paths_env_override(tmp_path, monkeypatch):
     monkeypatch.setenv("HANDLIB_RESULTS", str(tmp_path / "r"))
     assert paths.cache_dir() == tmp_path / "c" and paths.results_dir() == tmp_path / "r"
     assert paths.cache_dir(tmp_path / "o") == tmp_path / "o"
+
+
+def test_from_namespace_takes_every_field_present_and_defaults_for_the_rest():
+    from handlib.train.pretrain import PretrainConfig
+
+    ns = {"fraction": 0.5, "augment": True, "lambda_root": 0.2, "Path": object(), "smoke": True}
+    cfg = PretrainConfig.from_namespace(ns, defaults={"progress": False, "lr": 0.01})
+    assert (cfg.fraction, cfg.augment, cfg.lambda_root, cfg.progress, cfg.lr) == (0.5, True, 0.2, False, 0.01)
+    assert PretrainConfig.from_namespace({**ns, "lr": 0.02}, defaults={"lr": 0.01}).lr == 0.02
+    import pytest
+
+    from handlib.config import ConfigError
+
+    with pytest.raises(ConfigError, match="fraction"):
+        PretrainConfig.from_namespace({"fraction": 2.0})
+
+
+def test_real_dataset_root_from_the_environment(monkeypatch, tmp_path):
+    import pytest
+
+    from handlib.config import ConfigError
+    from handlib.data.realdata import DatasetError
+    from handlib.data.registry import load_dataset
+    from handlib.train.pretrain import PretrainConfig
+
+    monkeypatch.delenv("HANDLIB_FPHAB_ROOT", raising=False)
+    with pytest.raises(ConfigError, match="HANDLIB_FPHAB_ROOT"):
+        PretrainConfig(dataset="fphab")
+    with pytest.raises(DatasetError, match="HANDLIB_FPHAB_ROOT"):
+        load_dataset("fphab")
+    monkeypatch.setenv("HANDLIB_FPHAB_ROOT", str(tmp_path / "nowhere"))
+    assert PretrainConfig(dataset="fphab").root is None  # validated: the environment names the root
+    with pytest.raises(Exception) as e:
+        load_dataset("fphab")
+    assert "nowhere" in str(e.value)
+
+
+def test_relative_results_dir_is_taken_from_the_repository_root():
+    from handlib.paths import REPO_ROOT, results_dir
+
+    assert results_dir("results/smoke") == REPO_ROOT / "results" / "smoke"

@@ -83,3 +83,12 @@ def test_save_table_and_figure_write_both_formats(tmp_path):
     paths = R.save_figure(plt.figure(figsize=(1, 1)), "f", tmp_path, dpi=20)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths) and {p.suffix for p in paths} == {".png", ".pdf"}
     assert json.loads(json.dumps(R.PAPER_TABLE1["full model"])) == [23.52, 11.02]
+
+
+def test_explorer_frame_figure_draws_image_skeletons_and_error_curve():
+    from handlib.analysis.explorer import frame_figure
+
+    rng = np.random.default_rng(0)
+    fig = frame_figure(np.zeros((64, 64, 3), np.uint8), rng.uniform(0, 64, (21, 2)), rng.uniform(0, 64, (21, 2)),
+                       rng.uniform(0, 50, 30), 7, "run", dpi=30)
+    assert len(fig.axes) == 2 and fig.axes[1].lines[-1].get_xdata()[0] == 7
