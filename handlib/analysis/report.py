@@ -57,6 +57,11 @@ class ReportConfig(StageConfig):
         return results_dir(self.out or self.results)
 
 
+def _commits(g: pd.DataFrame) -> str:
+    """The commits of the code that made a table row's runs."""
+    return " ".join(sorted(set(g["commit"]))) if "commit" in g else ""
+
+
 def select(df: pd.DataFrame, smoke: bool) -> pd.DataFrame:
     return df[df["smoke"] == smoke] if len(df) else df
 
@@ -71,7 +76,7 @@ def sweep_table(df: pd.DataFrame, protocol: int, cols=(ABS, RR), methods=("super
         d = d[d[k] == v]
     rows = []
     for (frac, method), g in d.groupby(["fraction", "method"], sort=True):
-        row = {"fraction": frac, "method": method, "n": len(g)}
+        row = {"fraction": frac, "method": method, "n": len(g), "commits": _commits(g)}
         for c in cols:
             m, lo, hi = ci95(g[c])
             name = c.rsplit("/", 1)[-1]
@@ -152,7 +157,7 @@ def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
     full = d[d.row == "full model"]
     out = []
     for label, g in d.groupby("row", sort=False):
-        r = {"row": label, "n": len(g)}
+        r = {"row": label, "n": len(g), "commits": _commits(g)}
         for c in cols:
             name = c.rsplit("/", 1)[-1]
             r[name] = float(g[c].mean())
@@ -228,7 +233,7 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
     (same pre-training runs) with its 95 % CI."""
     out = []
     for method, g in df.groupby("method", sort=False):
-        r = {"method": method, "n": len(g)}
+        r = {"method": method, "n": len(g), "commits": _commits(g)}
         for c in cols:
             name = c.rsplit("/", 1)[-1]
             r[name] = float(g[c].mean())
