@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from handlib.paths import results_dir
 from handlib.repro import read_records
 
 # the settings that tell adversarial-stage runs of one method apart (what a search varies)
@@ -65,9 +67,20 @@ def adversarial_runs(results=None) -> pd.DataFrame:
         for k, v in (m.get("discriminator_auc") or {}).items():
             if k != "n_windows":
                 row[f"auc/{k}"] = v
+        row |= _probe_history(results_dir(results) / "runs" / row["run_id"] / "history.csv")
         row["wall_s"] = m.get("wall_time_s")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _probe_history(path: Path) -> dict[str, float]:
+    """Means over the run's evaluations of D's probe on validation windows (accuracy, AUC,
+    score-error Spearman), from history.csv (runs before the probe existed: none)."""
+    if not path.exists():
+        return {}
+    h = pd.read_csv(path)
+    cols = {f"eval_val_d_{k}": f"probe_mean/d_{k}" for k in ("acc", "auc", "spearman_abs", "spearman_rr")}
+    return {v: float(h[k].mean()) for k, v in cols.items() if k in h and h[k].notna().any()}
 
 
 def setting_label(row: pd.Series | dict, keys=None) -> str:
