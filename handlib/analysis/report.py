@@ -180,10 +180,17 @@ def missing_runs(params_file: str, results: str | None = None) -> list[str]:
     """Ids of the runs of ``params_file`` without a finished record (the runs to launch)."""
     from handlib import study
 
+    return [r.id for r in _expand(params_file, results) if not study._finished(r.out_dir)]
+
+
+def _expand(params_file: str, results: str | None):
+    """The runs of a params file (a relative path is taken from the repository root)."""
+    from handlib import study
+
     s = study.load_study(study.REPO_ROOT / params_file if not Path(params_file).is_absolute() else params_file)
     if results is not None:
         s.results = results
-    return [r.id for r in study.expand(s) if not study._finished(r.out_dir)]
+    return study.expand(s)
 
 
 def save_table(t: pd.DataFrame, name: str, out: Path, floatfmt: str = ".1f") -> tuple[Path, Path]:
@@ -247,14 +254,7 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
 
 def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
     """The rows of ``df`` that the grids of ``params_files`` list (finished ones)."""
-    from handlib import study
-
-    ids = set()
-    for f in params_files:
-        s = study.load_study(study.REPO_ROOT / f if not Path(f).is_absolute() else f)
-        if results is not None:
-            s.results = results
-        ids |= {r.id for r in study.expand(s)}
+    ids = {r.id for f in params_files for r in _expand(f, results)}
     return df[df.run_id.isin(ids)]
 
 
