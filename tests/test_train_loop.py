@@ -231,3 +231,24 @@ def test_run_pretrain_writes_record(tmp_path):
     res = evaluate_splits(out["model"], store, {"test": rows}, out["runtime"], scale_source="prior")
     assert res["scale_source"] == "prior" and np.isfinite(res["test"]["overall"]["mpjpe_abs"])
     assert res["test"]["overall"]["mpjpe_rr"] != met["test"]["overall"]["mpjpe_rr"]
+
+
+def test_bf16_capped_by_isa_env(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY below bf16 make 'auto' train in fp32 without
+    channels_last, as on an AVX2-only CPU; a bf16-capable cap leaves the CPU's own answer."""
+    from handlib.train import loop
+
+    monkeypatch.setattr(loop.Path, "read_text", lambda self: "flags : avx2 avx512_bf16 amx_bf16")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert loop.cpu_has_bf16()
+    rt = loop.resolve_runtime("cpu")
+    assert rt.dtype == torch.bfloat16 and rt.channels_last
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not loop.cpu_has_bf16()
+    rt = loop.resolve_runtime("cpu")
+    assert rt.dtype is None and not rt.channels_last
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert loop.cpu_has_bf16()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert not loop.cpu_has_bf16()

@@ -143,7 +143,15 @@ class Runtime:
 
 
 def cpu_has_bf16() -> bool:
-    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
+    """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX) and they are not
+    capped away: ``ONEDNN_MAX_CPU_ISA=AVX2`` (with ``ATEN_CPU_CAPABILITY=avx2``) makes a bf16
+    machine train as an AVX2-only one would, in fp32, which is how the quick study's sizing
+    for such CPUs is measured here."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap:
+        return False
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
