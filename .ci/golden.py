@@ -50,7 +50,8 @@ def slim(nb) -> None:
 def main(paths: list[str]) -> None:
     for p in map(Path, paths):
         nb = nbformat.read(p, as_version=4)
-        ExecutePreprocessor(timeout=1800, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(p.parent)}})
+        ExecutePreprocessor(timeout=1800, kernel_name="python3",
+                           kernel_manager_class="handlib.kernel.QuietKernelManager").preprocess(nb, {"metadata": {"path": str(p.parent)}})
         slim(nb)
         nbformat.write(nb, p)
         print(f"{p}: {p.stat().st_size} bytes")

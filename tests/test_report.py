@@ -92,3 +92,31 @@ def test_explorer_frame_figure_draws_image_skeletons_and_error_curve():
     fig = frame_figure(np.zeros((64, 64, 3), np.uint8), rng.uniform(0, 64, (21, 2)), rng.uniform(0, 64, (21, 2)),
                        rng.uniform(0, 50, 30), 7, "run", dpi=30)
     assert len(fig.axes) == 2 and fig.axes[1].lines[-1].get_xdata()[0] == 7
+
+
+def test_when_table_pairs_per_setting_and_ignores_other_methods():
+    df = _df()
+    df = df[[R.ablation_label(r) != "D depth 4" for _, r in df.iterrows()]].copy()
+    df["appearance_shift"] = 1.0
+    df[R.ABS.replace("selected/", "pretrained/")] = 100.0 + df.pretrain_seed
+    df["selected/test/mpjpe_pa"] = 20.0
+    t = R.when_table(df)
+    assert list(t.fraction.unique()) == [0.1, 0.5] and set(t.metric) == {"mpjpe_abs", "mpjpe_pa"}
+    row = t[(t.fraction == 0.1) & (t.metric == "mpjpe_abs")].iloc[0]
+    assert row["n"] == 3 and row["diff"] == pytest.approx(-3.0) and row["pretrained"] == pytest.approx(101.0)
+    assert row["supervised"] == pytest.approx(97.0) and row["adversarial"] == pytest.approx(94.0)
+    assert row["ci_low"] < -3.0 < row["ci_high"] and row["excludes_zero"]
+    one = R.when_table(df[df.pretrain_seed == 0])
+    assert one["n"].eq(1).all() and one["ci_low"].isna().all()
+
+
+def test_study_table_labels_grid_protocol_fraction(monkeypatch):
+    df = _df()
+    df["selected/test/mpjpe_pa"], df["selected/test/epe_2d"] = 20.0, 10.0
+    monkeypatch.setattr(R, "runs_in", lambda d, files, results=None: d)
+    t = R.study_table(df, ["params/x.yaml"], label="quick")
+    assert set(t.method) == {"supervised", "adversarial"}  # ablation variants and baselines left out
+    assert (t.study == "quick").all() and (t.grid == "params/x.yaml").all() and sorted(t.fraction.unique()) == [0.1, 0.5]
+    adv = t[(t.method == "adversarial") & (t.fraction == 0.1)].iloc[0]
+    assert adv["n"] == 3 and adv["mpjpe_abs_diff"] == pytest.approx(-3.0)
+    assert R.study_table(df.iloc[:0], ["params/x.yaml"]).empty

@@ -5,6 +5,10 @@
   seeds (mm and % of the supervised error) with its 95 % CI;
 - ``ablation_table``: Table 1 analogue, one row per variant: mean +- std over seeds and the
   paired difference to the full model, the paper's FPHAB numbers in separate columns;
+- ``when_table``: per data setting (protocol, label fraction, appearance shift), the
+  pre-trained, supervised and adversarial errors and their paired difference over seeds;
+- ``study_table``: supervised vs adversarial per grid, protocol and fraction, labelled with
+  the study and its commits (the quick study beside the committed one);
 - ``missing_runs``: the runs of a params file without a record (what to launch);
 - ``plot_sweep``, ``save_table``, ``save_figure``.
 The paper's numbers (``PAPER_TABLE1``) are quoted beside ours, never mixed into our means.
@@ -264,3 +268,39 @@ def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None) -> pd
     d = runs_in(df, params_files, results)
     keep = [ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in d.iterrows()]
     return d[keep] if len(d) else d
+
+
+def when_table(df: pd.DataFrame, cols=(ABS, "selected/test/mpjpe_pa"), a: str = "adversarial",
+               b: str = "supervised", keys=("protocol", "fraction", "appearance_shift")) -> pd.DataFrame:
+    """"When does it help?": one row per data setting (``keys``) and metric: the pre-trained
+    M's error, the means of methods ``b`` and ``a`` over seeds, and the paired difference
+    a - b with its 95 % CI (NaN bounds where one seed ran). Runs of other methods are ignored."""
+    out = []
+    d = df[df.method.isin([a, b])]
+    for key, g in d.groupby(list(keys), sort=True):
+        for c in cols:
+            _, s = paired(g, a, b, c)
+            pre = c.replace("selected/", "pretrained/", 1)
+            out.append({**dict(zip(keys, key)), "metric": c.rsplit("/", 1)[-1], "n": s["n"],
+                        "pretrained": float(g.drop_duplicates("pretrain_run")[pre].mean()) if pre in g else np.nan,
+                        b: float(g[g.method == b][c].mean()), a: float(g[g.method == a][c].mean()),
+                        "diff": s["mean_diff"], "ci_low": s["ci_low"], "ci_high": s["ci_high"],
+                        "excludes_zero": s["excludes_zero"], "commits": _commits(g)})
+    return pd.DataFrame(out)
+
+
+def study_table(df: pd.DataFrame, params_files, results: str | None = None, label: str = "") -> pd.DataFrame:
+    """Per grid of ``params_files``, protocol and label fraction: ``method_table`` of its
+    supervised and full-model runs, labelled with ``label`` (which study) and the grid, so
+    that two studies (e.g. ``make study``'s and the committed one) can stand side by side."""
+    out = []
+    for f in params_files:
+        sw = sweep_runs(df, [f], results)
+        for (p, frac), g in sw.groupby(["protocol", "fraction"], sort=True):
+            t = method_table(g)
+            t.insert(0, "fraction", frac)
+            t.insert(0, "protocol", p)
+            t.insert(0, "grid", f)
+            t.insert(0, "study", label)
+            out.append(t)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
