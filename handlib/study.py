@@ -52,7 +52,8 @@ STAGE_CONFIGS = {"pretrain": "handlib.train.pretrain:PretrainConfig",
                  "adversarial": "handlib.train.adversarial:AdversarialConfig"}
 # fields an adversarial-stage run shares with the pre-training run it starts from
 PRETRAIN_MATCH = {"dataset": "dataset", "root": "root", "preset": "preset", "appearance_shift": "appearance_shift",
-                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed", "split_seed": "pretrain_split_seed",
+                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed",
+                  "split_seed": "pretrain_split_seed",
                   "image_size": "image_size", "smoke": "smoke"}
 COST_KEYS = ("dataset", "preset", "image_size", "steps", "frozen_steps", "batch_size", "method", "unlabelled_frames")
 
@@ -248,7 +249,8 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
         if cfg.pretrain_run:
             r.deps = [p.id for p, _ in pre if p.id == cfg.pretrain_run]
         else:
-            r.deps = [p.id for p, pc in pre if all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items())]
+            r.deps = [p.id for p, pc in pre
+                      if all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items())]
     for r in runs:  # aggregation stages read the records of every other run
         if r.always:
             r.deps = [o.id for o in runs if not o.always]

@@ -19,7 +19,7 @@ def _df():
                                          ("adversarial", {"d_depth": 4}, 1.0), ("smoothness", {}, 3.0)):
                 r = {"run_id": f"{method}{extra}{frac}{s}", "method": method, "protocol": 2, "fraction": frac,
                      "pretrain_seed": s, "pretrain_run": f"pre{frac}{s}", "smoke": False, "commit": "abc",
-                     **R.FULL, "method": method}
+                     **R.FULL}
                 r.update(extra)
                 base = 100.0 - 40 * frac + s
                 r[R.ABS], r[R.RR] = base + delta, base / 2 + delta / 2
@@ -116,7 +116,8 @@ def test_study_table_labels_grid_protocol_fraction(monkeypatch):
     monkeypatch.setattr(R, "runs_in", lambda d, files, results=None: d)
     t = R.study_table(df, ["params/x.yaml"], label="quick")
     assert set(t.method) == {"supervised", "adversarial"}  # ablation variants and baselines left out
-    assert (t.study == "quick").all() and (t.grid == "params/x.yaml").all() and sorted(t.fraction.unique()) == [0.1, 0.5]
+    assert (t.study == "quick").all() and (t.grid == "params/x.yaml").all()
+    assert sorted(t.fraction.unique()) == [0.1, 0.5]
     adv = t[(t.method == "adversarial") & (t.fraction == 0.1)].iloc[0]
     assert adv["n"] == 3 and adv["mpjpe_abs_diff"] == pytest.approx(-3.0)
     assert R.study_table(df.iloc[:0], ["params/x.yaml"]).empty

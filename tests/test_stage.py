@@ -215,4 +215,5 @@ def test_split_seed_holds_the_split_while_the_model_seed_varies(tmp_path):
     base = roles(tiny_cfg(tmp_path, fraction=0.3, seed=0))
     assert roles(tiny_cfg(tmp_path, fraction=0.3, seed=5, split_seed=0)) == base
     assert roles(tiny_cfg(tmp_path, fraction=0.3, seed=0, split_seed=3)) != base
-    assert stage.split_seed_of({"seed": 4, "split_seed": None}) == 4 and stage.split_seed_of({"seed": 4, "split_seed": 1}) == 1
+    assert stage.split_seed_of({"seed": 4, "split_seed": None}) == 4
+    assert stage.split_seed_of({"seed": 4, "split_seed": 1}) == 1

@@ -10,7 +10,6 @@ counts against the published ones, and every problem found with its path. Both r
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -450,7 +450,8 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
             for k, v in {**e["overall"], **e["diagnostics"]}.items()}
     out = {"method": cfg.method, "selected_step": int(best["step"]), "steps": cfg.steps, **facts,
            "selected_checkpoint": str(task.best_path()), "pose_config": pre_cfg.pose_config().__dict__,
-           "results": results, "test_note": test_note, "flat": flat, "discriminator_auc": auc, "d_probe": probe_final, "scale_source": scale,
+           "results": results, "test_note": test_note, "flat": flat, "discriminator_auc": auc, "d_probe": probe_final,
+           "scale_source": scale,
            "facts": run_facts(pre_cfg, data, selected),
            "wall_time_s": time.perf_counter() - t0, "train_time_s": train_time,
            "train_step_s": float(hist["time_s"].iloc[-1] / max(1, len(hist))) if len(hist) else None,

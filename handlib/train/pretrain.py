@@ -8,7 +8,6 @@ and the record names the final one (``metrics.json["checkpoint"]``, read by
 from __future__ import annotations
 
 import os
-
 import time
 from dataclasses import dataclass
 from pathlib import Path
