@@ -34,6 +34,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import logging
 import statistics
 import sys
 import time
@@ -317,6 +318,15 @@ def estimate(run: Run, walls: list[tuple[str, dict, float]]) -> float | None:
 
 
 # ---------------------------------------------------------------- execution
+class _DropUnknownParameter(logging.Filter):
+    def __init__(self, names: set[str]):
+        super().__init__()
+        self.names = {f"Passed unknown parameter: {n}" for n in names}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.names
+
+
 def execute(run: Run, rerun: bool = False, stream: bool = True) -> str:
     """Run one notebook with papermill; returns its status. Raises on failure."""
     import papermill as pm
@@ -336,9 +346,17 @@ def execute(run: Run, rerun: bool = False, stream: bool = True) -> str:
         (run.out_dir / stale).unlink(missing_ok=True)
     t0 = time.time()
     out = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if stream else {}
-    pm.execute_notebook(str(run.notebook), str(run.out_dir / "run.ipynb"), parameters=params,
-                        kernel_name="python3", language="python", cwd=str(run.notebook.parent),
-                        progress_bar=False, kernel_manager_class="handlib.kernel.QuietKernelManager", **out)
+    # config fields the notebook does not name are expected (from_namespace reads them): keep
+    # papermill's "Passed unknown parameter" warning for those off the user's screen
+    quiet = _DropUnknownParameter(set(params) - set(declared))
+    pm_log = logging.getLogger("papermill")
+    pm_log.addFilter(quiet)
+    try:
+        pm.execute_notebook(str(run.notebook), str(run.out_dir / "run.ipynb"), parameters=params,
+                            kernel_name="python3", language="python", cwd=str(run.notebook.parent),
+                            progress_bar=False, kernel_manager_class="handlib.kernel.QuietKernelManager", **out)
+    finally:
+        pm_log.removeFilter(quiet)
     wall = time.time() - t0
     if "run_name" not in declared:  # data notebooks write no metrics: mark completion here
         atomic_write_text(run.out_dir / "DONE", f"{wall:.1f} s\n")

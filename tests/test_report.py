@@ -17,9 +17,9 @@ def _df():
         for s in (0, 1, 2):
             for method, extra, delta in (("supervised", {}, 0.0), ("adversarial", {}, -2.0 - s),
                                          ("adversarial", {"d_depth": 4}, 1.0), ("smoothness", {}, 3.0)):
-                r = {"run_id": f"{method}{extra}{frac}{s}", "method": method, "protocol": 2, "fraction": frac,
-                     "pretrain_seed": s, "pretrain_run": f"pre{frac}{s}", "smoke": False, "commit": "abc",
-                     **R.FULL}
+                r = {**R.FULL, "run_id": f"{method}{extra}{frac}{s}", "method": method, "protocol": 2,
+                     "fraction": frac, "pretrain_seed": s, "pretrain_run": f"pre{frac}{s}", "smoke": False,
+                     "commit": "abc"}
                 r.update(extra)
                 base = 100.0 - 40 * frac + s
                 r[R.ABS], r[R.RR] = base + delta, base / 2 + delta / 2

@@ -217,3 +217,14 @@ def test_a_finished_run_with_the_same_effective_config_is_reused(tmp_path):
                  "     parameters: {smoke: true, lr: 0.001, preset: smoke}, grid: {fraction: [0.5, 1.0]}}\n")
     runs = study.expand(study.load_study(y))
     assert runs[0].id == "pretrain__old__12345678" and runs[1].id != runs[0].id
+
+
+def test_papermill_unknown_parameter_warning_dropped_only_for_config_fields():
+    import logging
+
+    from handlib.study import _DropUnknownParameter
+
+    f = _DropUnknownParameter({"results"})
+    rec = lambda msg: logging.LogRecord("papermill", logging.WARNING, __file__, 1, msg, None, None)  # noqa: E731
+    assert not f.filter(rec("Passed unknown parameter: results"))
+    assert f.filter(rec("Passed unknown parameter: resutls")) and f.filter(rec("Executing notebook"))
