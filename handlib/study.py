@@ -35,6 +35,7 @@ import importlib
 import itertools
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -349,6 +350,7 @@ def execute(run: Run, rerun: bool = False, stream: bool = True) -> str:
     # config fields the notebook does not name are expected (from_namespace reads them): keep
     # papermill's "Passed unknown parameter" warning for those off the user's screen
     quiet = _DropUnknownParameter(set(params) - set(declared))
+    os.environ["HANDLIB_PROGRESS"] = "text"  # the kernel inherits it: text progress, a line per evaluation
     pm_log = logging.getLogger("papermill")
     pm_log.addFilter(quiet)
     try:

@@ -252,3 +252,23 @@ def test_bf16_capped_by_isa_env(monkeypatch):
     assert loop.cpu_has_bf16()
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     assert not loop.cpu_has_bf16()
+
+
+class _EvalTask(_NaNTask):
+    def step(self, batch, step):
+        return {"M": self.net(batch["d"]["x"]).pow(2).mean()}, {}
+
+    def evaluate(self, step):
+        return {"val_mpjpe_abs": 100.0 - step, "val_d_acc": 0.5}
+
+
+def test_text_progress_under_the_runner_prints_a_line_per_evaluation(tmp_path, monkeypatch, capsys):
+    """The study runner sets HANDLIB_PROGRESS=text: no widget, one line per evaluation."""
+    monkeypatch.setenv("HANDLIB_PROGRESS", "text")
+    cfg = _loop_cfg(steps=4, eval_every=2, progress=True, warmup_steps=0)
+    train(_EvalTask(), {"d": (_Vecs(), 4)}, cfg, tmp_path)
+    cap = capsys.readouterr()
+    lines = [ln.strip() for ln in cap.out.splitlines() if ln.strip().startswith("step")]
+    assert [ln.split(" (")[0] for ln in lines] == ["step 2/4", "step 4/4"]
+    assert lines[0].endswith("val mpjpe_abs 98.0") and "d_acc" not in cap.out
+    assert "train: 100%" in cap.err  # the text bar

@@ -40,6 +40,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm
 
 from handlib.config import StageConfig, param
@@ -140,6 +141,13 @@ class Runtime:
     def to(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: (self.images(v) if k in ("image", "images") else v.to(self.device, non_blocking=True))
                 if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def eval_line(step: int, steps: int, row: dict[str, float], elapsed: float) -> str:
+    """One progress line per evaluation: step, elapsed time, the validation errors (mm)."""
+    vals = [f"{k[len('eval_val_'):]} {v:.1f}" for k, v in row.items()
+            if k.startswith(("eval_val_mpjpe", "eval_val_epe")) and math.isfinite(v)]
+    return f"  step {step}/{steps} ({elapsed:.0f} s): val " + (", ".join(vals) or "-")
 
 
 def cpu_has_bf16() -> bool:
@@ -311,7 +319,11 @@ def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt
     loaders = {k: iter(step_loader(ds, bs, stream_seed(cfg.seed, k), start, cfg.steps, cfg.num_workers))
                for k, (ds, bs) in streams.items()}
     task.train_mode()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", mininterval=2.0)
+    # under the study runner (HANDLIB_PROGRESS=text) the kernel's output goes to a terminal or
+    # log, not a notebook frontend: a text bar and one line per evaluation instead of a widget
+    text = os.environ.get("HANDLIB_PROGRESS") == "text"
+    bar = (text_tqdm if text else tqdm)(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train",
+                                        mininterval=30.0 if text else 2.0)
     t0 = time.perf_counter()
     for step in range(start, cfg.steps):
         batch = {k: rt.to(next(it)) for k, it in loaders.items()}
@@ -343,6 +355,8 @@ def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
             if hasattr(task, "evaluate"):
                 row.update({f"eval_{k}": float(v) for k, v in task.evaluate(done).items()})
+                if text and cfg.progress:
+                    bar.write(eval_line(done, cfg.steps, row, time.perf_counter() - t0))
             task.train_mode()
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
