@@ -19,7 +19,8 @@ def _write(res, rid, stage, config, metrics):
 
 def _overall(abs_):
     return {"overall": {"mpjpe_abs": abs_, "mpjpe_rr": abs_ / 2, "mpjpe_pa": abs_ / 4, "epe_2d": 20.0},
-            "diagnostics": {"jitter_ratio": 2.0}}
+            "diagnostics": {"jitter_ratio": 2.0, "bone_cv_pred": abs_ / 1000},
+            "per_action": {"fist": {"mpjpe_abs": abs_ + 1}, "wave": {"mpjpe_abs": abs_ - 1}}}
 
 
 def _study(res, diffs=(-3.0, -1.0, -2.0), shift=None):
@@ -82,3 +83,23 @@ def test_ci_of_one_value_is_open_and_markdown_renders():
     d = A.describe(__import__("pandas").DataFrame({"method": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]}), ["x"])
     assert d.loc["a", ("mean", "x")] == 2.0 and d.loc["b", "n"] == 1
     assert "|" in A.to_markdown(d)
+
+
+def test_change_and_action_tables_before_after_per_method(tmp_path):
+    from handlib.analysis import report as R
+
+    _study(tmp_path)
+    df = A.adversarial_runs(tmp_path)
+    df = df[df.lambda_mm == 0.01]
+    s0 = df[df.pretrain_seed == 0].set_index("method")
+    assert s0.loc["supervised", "action/selected/fist"] == 101.0
+    assert s0.loc["adversarial", "action/selected/fist"] == 98.0
+    ch = R.change_table(df).set_index("method")
+    assert ch.loc["adversarial", "bone_cv_pred_after"] == pytest.approx((97 + 100 + 100) / 3000)
+    assert ch.loc["adversarial", "bone_cv_pred_before"] == pytest.approx((97 + 100 + 100) / 3000)  # stub records
+    assert ch.loc["supervised", "jitter_ratio_after"] == 2.0
+    assert ch.loc["adversarial", "probe/d_acc"] == pytest.approx(0.8)
+    at = R.action_table(df).set_index("action")
+    assert list(at.index) == ["fist", "wave"] and sorted(at.columns) == ["adversarial", "pretrained", "supervised"]
+    assert at.loc["wave", "supervised"] == pytest.approx(100.0)
+    assert at.loc["fist", "adversarial"] == pytest.approx(100.0)

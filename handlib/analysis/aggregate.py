@@ -29,6 +29,7 @@ SETTINGS = {
                     "spectral_norm", "augment", "representation"),
 }
 METRICS = ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "epe_2d")
+DIAGNOSTICS = ("jitter_ratio", "bone_cv_pred", "angle_viol_pred", "accel_pred")
 DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "image_size")
 
 
@@ -60,8 +61,12 @@ def adversarial_runs(results=None) -> pd.DataFrame:
             for split in ("val", "test"):
                 for k in METRICS:
                     row[f"{model}/{split}/{k}"] = _get(m, "results", model, split, "overall", k)
-        for k in ("jitter_ratio", "bone_cv_pred", "angle_viol_pred", "accel_pred"):
+        for k in DIAGNOSTICS:
             row[f"test/{k}"] = _get(m, "results", "selected", "test", "diagnostics", k)
+            row[f"pretrained/test/{k}"] = _get(m, "results", "pretrained", "test", "diagnostics", k)
+        for model in ("selected", "pretrained"):  # per-action absolute error on test
+            for a, v in (_get(m, "results", model, "test", "per_action", default={}) or {}).items():
+                row[f"action/{model}/{a}"] = v.get("mpjpe_abs", np.nan)
         for k in ("d_acc", "d_auc", "d_spearman_abs", "d_spearman_rr"):
             row[f"probe/{k}"] = _get(m, "d_probe", "last", k)
         for k, v in (m.get("discriminator_auc") or {}).items():

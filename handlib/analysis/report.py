@@ -7,6 +7,8 @@
   paired difference to the full model, the paper's FPHAB numbers in separate columns;
 - ``when_table``: per data setting (protocol, label fraction, appearance shift), the
   pre-trained, supervised and adversarial errors and their paired difference over seeds;
+- ``change_table`` / ``action_table``: how a method changes M: diagnostics before (the
+  pre-trained M) and after, D's probe and AUCs; per-action test error;
 - ``study_table``: supervised vs adversarial per grid, protocol and fraction, labelled with
   the study and its commits (the quick study beside the committed one);
 - ``missing_runs``: the runs of a params file without a record (what to launch);
@@ -304,3 +306,33 @@ def study_table(df: pd.DataFrame, params_files, results: str | None = None, labe
             t.insert(0, "study", label)
             out.append(t)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def change_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, means over seeds: each test diagnostic of the pre-trained M ("before") and of
+    the selected M ("after"), D's probe on validation windows and the final D's AUC against
+    jitter / bone noise / shuffling on held-out corpus windows (where the method has a D)."""
+    from handlib.analysis.aggregate import DIAGNOSTICS
+
+    out = []
+    for method, g in df.groupby("method", sort=False):
+        r = {"method": method, "n": len(g)}
+        for k in DIAGNOSTICS:
+            r[f"{k}_before"] = float(g.drop_duplicates("pretrain_run")[f"pretrained/test/{k}"].mean())
+            r[f"{k}_after"] = float(g[f"test/{k}"].mean())
+        extra = [c for c in g.columns if c.startswith(("probe/", "auc/"))]
+        r |= {c: float(g[c].mean()) for c in extra}
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def action_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Test absolute MPJPE per action (rows): the pre-trained M and each method (means over seeds)."""
+    cols = sorted(c for c in df.columns if c.startswith("action/selected/"))
+    t = {"pretrained": df.drop_duplicates("pretrain_run")[[c.replace("/selected/", "/pretrained/") for c in cols]]
+         .mean().set_axis(cols)}
+    t |= {m: g[cols].mean() for m, g in df.groupby("method", sort=False)}
+    out = pd.DataFrame(t)
+    out.index = [c.rsplit("/", 1)[-1] for c in cols]
+    out.index.name = "action"
+    return out.reset_index()
