@@ -283,9 +283,21 @@ def code_version(notebook: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def outdated(run: Run) -> bool:
+    """A finished run that started from another pre-training run than the one it depends on
+    now (e.g. the grid changed the pre-training's steps): its record no longer belongs to
+    this study, so it is rerun (its parameters alone would have skipped it)."""
+    m = run.out_dir / "metrics.json"
+    if run.always or not run.deps or not m.exists():
+        return False
+    pre = json.loads(m.read_text()).get("pretrain_run")
+    return pre is not None and pre not in run.deps
+
+
 def run_state(run: Run, versions: dict[Path, str]) -> str:
-    """'todo', 'done', or 'stale' (finished by another code version, or by an unknown one)."""
-    if not _finished(run.out_dir):
+    """'todo' (no record, or an outdated one: see ``outdated``), 'done', or 'stale' (finished
+    by another code version, or by an unknown one)."""
+    if not _finished(run.out_dir) or outdated(run):
         return "todo"
     info = run.out_dir / "runner.json"
     if not info.exists():
@@ -454,6 +466,7 @@ def plan(order: list[Run], res: Path) -> list[str]:
         cost[state][1] += est or 0.0
         deps = " after every other run" if r.always else (f" after {', '.join(r.deps)}" if r.deps else "")
         note = f" ~{est / 60:.1f} min" if est else (" (no similar run recorded)" if state != "done" else "")
+        note += " (its record started from another pre-training run)" if state == "todo" and outdated(r) else ""
         lines.append(f"[{i}/{len(order)}] {state:5s} {r.id}{deps}{note}")
     lines.append(f"{cost['todo'][0]} to do (~{cost['todo'][1] / 60:.0f} min), {cost['done'][0]} done, "
                  f"{cost['stale'][0]} stale: made by other code or by an unrecorded version "
@@ -483,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(plan(order, res)))
         return 0
     versions: dict[Path, str] = {}
-    rerun = {r.id for r in order if args.rerun_stale and run_state(r, versions) == "stale"}
+    rerun = {r.id for r in order if outdated(r) or (args.rerun_stale and run_state(r, versions) == "stale")}
     if args.executor == "slurm":
         ex = submitit_executor(res / "slurm", "slurm", slurm_partition=args.partition, timeout_min=args.time_min,
                                gpus_per_node=args.gpus or None, slurm_array_parallelism=args.array_parallelism)

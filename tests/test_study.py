@@ -228,3 +228,18 @@ def test_papermill_unknown_parameter_warning_dropped_only_for_config_fields():
     rec = lambda msg: logging.LogRecord("papermill", logging.WARNING, __file__, 1, msg, None, None)  # noqa: E731
     assert not f.filter(rec("Passed unknown parameter: results"))
     assert f.filter(rec("Passed unknown parameter: resutls")) and f.filter(rec("Executing notebook"))
+
+
+def test_a_record_from_another_pretraining_run_is_outdated_and_rerun(tmp_path):
+    """Changing the pre-training's steps gives it a new id; an adversarial record made from the
+    old checkpoint has the same parameters but no longer belongs: todo, not skipped."""
+    nb = tmp_path / "nb.ipynb"
+    d = tmp_path / "adv"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({"pretrain_run": "pretrain__old"}))
+    run = study.Run("adversarial", nb, {}, "adv", d, deps=["pretrain__new"])
+    assert study.outdated(run) and study.run_state(run, {}) == "todo"
+    assert "another pre-training run" in study.plan([run], tmp_path)[0]
+    run.deps = ["pretrain__old"]
+    assert not study.outdated(run)
+    assert not study.outdated(study.Run("report", nb, {}, "rep", d, deps=["x"], always=True))
