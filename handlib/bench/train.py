@@ -4,7 +4,8 @@ pose_img_s: M's training throughput through THE loop (``handlib.train.loop.train
 loading from the HandSim cache included (LabelledFrames over the memory-mapped store), the
 supervised losses, AdamW and gradient clipping. resnet18_img_s: bare torchvision ResNet-18
 forward + backward + AdamW step on a fixed in-memory batch, same size, batch, precision and
-memory format, in the same process. ratio = pose / bare (target >= 0.9). Both are timed
+memory format, in the same process. ratio = pose / bare (target >= 0.9). ``--compile`` also
+times the bare network under torch.compile; ``--threads`` sets torch's thread count. Both are timed
 alternately ``--repeats`` times; the best of each is reported (the machine is shared).
 """
 from __future__ import annotations
@@ -46,10 +47,12 @@ def time_pose(store: FrameStore, rt, args) -> float:
     return args.batch * args.steps / (stamps[args.warmup + args.steps] - stamps[args.warmup])
 
 
-def time_resnet(rt, args) -> float:
+def time_resnet(rt, args, compile: bool = False) -> float:
     torch.manual_seed(0)
     mf = torch.channels_last if rt.channels_last else torch.contiguous_format
     net = torchvision.models.resnet18(weights=None).to(rt.device, memory_format=mf).train()
+    if compile:  # torch.compile (inductor); its compile time falls in the warm-up steps
+        net = torch.compile(net)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.rand(args.batch, 3, args.size, args.size, device=rt.device).contiguous(memory_format=mf)
     y = torch.randint(0, 1000, (args.batch,), device=rt.device)
@@ -91,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the bare ResNet-18 under torch.compile (compile time reported apart)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rt = resolve_runtime(args.device, args.precision, args.channels_last)
     store, source = _store(args)
     if store.image_size != args.size:
@@ -106,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
            "repeats": args.repeats, "pose_img_s": round(max(pose), 1), "resnet18_img_s": round(max(bare), 1),
            "ratio": round(max(pose) / max(bare), 3),
            "pose_all": [round(v, 1) for v in pose], "resnet18_all": [round(v, 1) for v in bare]}
+    if args.compile:
+        t0 = time.perf_counter()
+        first = time_resnet(rt, args, compile=True)
+        out["compile_first_s"] = round(time.perf_counter() - t0, 1)  # compile + warm-up + timed steps
+        comp = [first] + [time_resnet(rt, args, compile=True) for _ in range(args.repeats - 1)]
+        out["resnet18_compiled_img_s"] = round(max(comp), 1)
+        out["compiled_vs_eager"] = round(max(comp) / max(bare), 3)
     if rt.device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(rt.device)
     print(json.dumps(out))
