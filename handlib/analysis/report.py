@@ -272,6 +272,12 @@ def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None) -> pd
     return d[keep] if len(d) else d
 
 
+def _pretrained(g: pd.DataFrame, cols) -> pd.Series:
+    """Means of the pre-trained M's ``cols`` over the pre-training runs of ``g`` (each run
+    counted once, however many methods continued from it)."""
+    return g.drop_duplicates("pretrain_run")[list(cols)].mean()
+
+
 def when_table(df: pd.DataFrame, cols=(ABS, "selected/test/mpjpe_pa"), a: str = "adversarial",
                b: str = "supervised", keys=("protocol", "fraction", "appearance_shift")) -> pd.DataFrame:
     """"When does it help?": one row per data setting (``keys``) and metric: the pre-trained
@@ -284,7 +290,7 @@ def when_table(df: pd.DataFrame, cols=(ABS, "selected/test/mpjpe_pa"), a: str = 
             _, s = paired(g, a, b, c)
             pre = c.replace("selected/", "pretrained/", 1)
             out.append({**dict(zip(keys, key)), "metric": c.rsplit("/", 1)[-1], "n": s["n"],
-                        "pretrained": float(g.drop_duplicates("pretrain_run")[pre].mean()) if pre in g else np.nan,
+                        "pretrained": float(_pretrained(g, [pre]).iloc[0]) if pre in g else np.nan,
                         b: float(g[g.method == b][c].mean()), a: float(g[g.method == a][c].mean()),
                         "diff": s["mean_diff"], "ci_low": s["ci_low"], "ci_high": s["ci_high"],
                         "excludes_zero": s["excludes_zero"], "commits": _commits(g)})
@@ -318,7 +324,7 @@ def change_table(df: pd.DataFrame) -> pd.DataFrame:
     for method, g in df.groupby("method", sort=False):
         r = {"method": method, "n": len(g)}
         for k in DIAGNOSTICS:
-            r[f"{k}_before"] = float(g.drop_duplicates("pretrain_run")[f"pretrained/test/{k}"].mean())
+            r[f"{k}_before"] = float(_pretrained(g, [f"pretrained/test/{k}"]).iloc[0])
             r[f"{k}_after"] = float(g[f"test/{k}"].mean())
         extra = [c for c in g.columns if c.startswith(("probe/", "auc/"))]
         r |= {c: float(g[c].mean()) for c in extra}
@@ -329,8 +335,7 @@ def change_table(df: pd.DataFrame) -> pd.DataFrame:
 def action_table(df: pd.DataFrame) -> pd.DataFrame:
     """Test absolute MPJPE per action (rows): the pre-trained M and each method (means over seeds)."""
     cols = sorted(c for c in df.columns if c.startswith("action/selected/"))
-    t = {"pretrained": df.drop_duplicates("pretrain_run")[[c.replace("/selected/", "/pretrained/") for c in cols]]
-         .mean().set_axis(cols)}
+    t = {"pretrained": _pretrained(df, [c.replace("/selected/", "/pretrained/") for c in cols]).set_axis(cols)}
     t |= {m: g[cols].mean() for m, g in df.groupby("method", sort=False)}
     out = pd.DataFrame(t)
     out.index = [c.rsplit("/", 1)[-1] for c in cols]

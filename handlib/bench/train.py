@@ -47,11 +47,11 @@ def time_pose(store: FrameStore, rt, args) -> float:
     return args.batch * args.steps / (stamps[args.warmup + args.steps] - stamps[args.warmup])
 
 
-def time_resnet(rt, args, compile: bool = False) -> float:
+def time_resnet(rt, args, compiled: bool = False) -> float:
     torch.manual_seed(0)
     mf = torch.channels_last if rt.channels_last else torch.contiguous_format
     net = torchvision.models.resnet18(weights=None).to(rt.device, memory_format=mf).train()
-    if compile:  # torch.compile (inductor); its compile time falls in the warm-up steps
+    if compiled:  # torch.compile (inductor); its compile time falls in the warm-up steps
         net = torch.compile(net)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     x = torch.rand(args.batch, 3, args.size, args.size, device=rt.device).contiguous(memory_format=mf)
@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
            "pose_all": [round(v, 1) for v in pose], "resnet18_all": [round(v, 1) for v in bare]}
     if args.compile:
         t0 = time.perf_counter()
-        first = time_resnet(rt, args, compile=True)
+        first = time_resnet(rt, args, compiled=True)
         out["compile_first_s"] = round(time.perf_counter() - t0, 1)  # compile + warm-up + timed steps
-        comp = [first] + [time_resnet(rt, args, compile=True) for _ in range(args.repeats - 1)]
+        comp = [first] + [time_resnet(rt, args, compiled=True) for _ in range(args.repeats - 1)]
         out["resnet18_compiled_img_s"] = round(max(comp), 1)
         out["compiled_vs_eager"] = round(max(comp) / max(bare), 3)
     if rt.device.type == "cuda":
