@@ -4,9 +4,10 @@
         [--jobs N] [--executor local|slurm] [--rerun-stale]
 
 A params file lists ``stages``; each names a notebook, its ``parameters``, an optional
-``grid`` (lists whose product gives one run each) and optional ``points`` (explicit
-parameter sets, e.g. ``{seed: 1, pretrain_seed: 1}``; with a grid, each point is combined
-with every grid cell); ``always: true`` marks an aggregation stage (the report), run
+``grid`` (lists whose product gives one run each; a list of mappings is a linked axis whose
+entries set several keys together, e.g. ``seed: [{seed: 0, pretrain_seed: 0}, ...]``) and
+optional ``points`` (explicit parameter sets, e.g. ``{seed: 1, pretrain_seed: 1}``; with a
+grid, each point is combined with every grid cell); ``always: true`` marks an aggregation stage (the report), run
 every time after all other runs. Shared defaults sit once in ``base`` (stage name -> parameters),
 optionally read from files listed in ``include`` (paths relative to the params file); a
 stage's own parameters override them.
@@ -128,9 +129,11 @@ def expand(study: Study, only: list[str] | None = None) -> list[Run]:
         keys = list(grid)
         for point in st.get("points") or [{}]:
             for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-                params = {**study.base.get(st["name"], {}), **(st.get("parameters") or {}), **point,
-                          **dict(zip(keys, values))}
-                rid = run_id(st["name"], params, list(point) + keys)
+                cell = {}
+                for k, v in zip(keys, values):  # a mapping sets its keys together (a linked axis)
+                    cell.update(v if isinstance(v, dict) else {k: v})
+                params = {**study.base.get(st["name"], {}), **(st.get("parameters") or {}), **point, **cell}
+                rid = run_id(st["name"], params, list(point) + list(cell))
                 rid = _finished_alias(res, st["name"], rid) or _same_config(res, st["name"], params) or rid
                 runs.append(Run(st["name"], REPO_ROOT / st["notebook"], params, rid, res / "runs" / rid,
                                 f"{study.path}: stage {i} ({st['name']})", always=bool(st.get("always"))))
@@ -267,6 +270,24 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
             placed.add(r.id)
         pending = [r for r in pending if r.id not in placed]
     return order
+
+
+def unpaired_seeds(order: list[Run]) -> dict[str, str]:
+    """Adversarial runs that start from another seed's pre-training although the study pre-trains
+    their own seed too (a grid that varies ``seed`` without ``pretrain_seed``): run id -> note.
+    Deliberate for an initialisation-only sweep, a mistake otherwise, so the plan says it."""
+    pre = {r.id: config_of(r) for r in order if r.stage == "pretrain"}
+    notes = {}
+    for r in order:
+        if r.stage != "adversarial" or len(r.deps) != 1 or r.deps[0] not in pre:
+            continue
+        cfg, dep = config_of(r), pre[r.deps[0]]
+        own = [i for i, pc in pre.items() if pc.seed == cfg.seed
+               and all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items() if b != "pretrain_seed")]
+        if dep.seed != cfg.seed and own:
+            notes[r.id] = (f"seed {cfg.seed} starts from pre-training seed {dep.seed}, though {own[0]} "
+                           f"is in this study (set pretrain_seed to pair them)")
+    return notes
 
 
 # ---------------------------------------------------------------- code versions and cost
@@ -457,7 +478,7 @@ def submitit_executor(folder: Path, cluster: str | None = "slurm", **slurm: Any)
 # ---------------------------------------------------------------- command line
 def plan(order: list[Run], res: Path) -> list[str]:
     """One line per run (state, id, dependencies, estimated cost) and a total per state."""
-    walls, versions, lines = recorded_wall(res), {}, []
+    walls, versions, lines, unpaired = recorded_wall(res), {}, [], unpaired_seeds(order)
     cost = {"todo": [0, 0.0], "stale": [0, 0.0], "done": [0, 0.0]}
     for i, r in enumerate(order, 1):
         state = run_state(r, versions)
@@ -467,6 +488,7 @@ def plan(order: list[Run], res: Path) -> list[str]:
         deps = " after every other run" if r.always else (f" after {', '.join(r.deps)}" if r.deps else "")
         note = f" ~{est / 60:.1f} min" if est else (" (no similar run recorded)" if state != "done" else "")
         note += " (its record started from another pre-training run)" if state == "todo" and outdated(r) else ""
+        note += f" NOTE: {unpaired[r.id]}" if r.id in unpaired else ""
         lines.append(f"[{i}/{len(order)}] {state:5s} {r.id}{deps}{note}")
     lines.append(f"{cost['todo'][0]} to do (~{cost['todo'][1] / 60:.0f} min), {cost['done'][0]} done, "
                  f"{cost['stale'][0]} stale: made by other code or by an unrecorded version "
@@ -492,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     order = resolve_dependencies(runs)
     res = results_dir(study.results)
     print(f"{len(order)} run(s) from {args.params}", flush=True)
+    unpaired = unpaired_seeds(order)
+    if unpaired:
+        print(f"NOTE: {len(unpaired)} adversarial run(s) start from another seed's pre-training, e.g. "
+              + next(iter(unpaired.values())), flush=True)
     if args.dry_run:
         print("\n".join(plan(order, res)))
         return 0

@@ -154,6 +154,37 @@ def test_dependencies_run_first_and_match_the_pretraining_seed(tmp_path):
     assert order[2].deps == [pre[1]] and order[3].deps == [pre[0]]
 
 
+def test_a_linked_grid_axis_sets_its_keys_together_and_unpaired_seeds_are_noted(tmp_path):
+    def study_with(seed_axis):
+        y = tmp_path / "s.yaml"
+        y.write_text(f"results: {tmp_path / 'res'}\nstages:\n"
+                     "  - {name: pretrain, notebook: notebooks/02_pretrain.ipynb, parameters: {smoke: true, fraction: 0.5},\n"
+                     "     grid: {seed: [0, 1]}}\n"
+                     "  - {name: adversarial, notebook: notebooks/03_adversarial.ipynb,\n"
+                     "     parameters: {smoke: true, fraction: 0.5}, points: [{method: supervised}, {method: adversarial}],\n"
+                     f"     grid: {{seed: {seed_axis}}}}}\n")
+        runs = study.expand(study.load_study(y))
+        study.preflight(runs)
+        return study.resolve_dependencies(runs)
+
+    order = study_with("[{seed: 0, pretrain_seed: 0}, {seed: 1, pretrain_seed: 1}]")
+    adv = [r for r in order if r.stage == "adversarial"]
+    assert [(r.parameters["method"], r.parameters["seed"], r.parameters["pretrain_seed"]) for r in adv] == [
+        ("supervised", 0, 0), ("supervised", 1, 1), ("adversarial", 0, 0), ("adversarial", 1, 1)]
+    assert adv[1].id.startswith("adversarial__method-supervised__seed-1__pretrain_seed-1__")
+    pre = {r.parameters["seed"]: r.id for r in order if r.stage == "pretrain"}
+    assert [r.deps for r in adv] == [[pre[0]], [pre[1]], [pre[0]], [pre[1]]]
+    assert study.unpaired_seeds(order) == {}
+    # the plain axis varies only M's seed: every run starts from seed 0's pre-training, and the plan says so
+    order = study_with("[0, 1]")
+    notes = study.unpaired_seeds(order)
+    adv = [r for r in order if r.stage == "adversarial"]
+    assert all(r.deps == [pre[0]] for r in adv)
+    assert sorted(notes) == sorted(r.id for r in adv if r.parameters["seed"] == 1)
+    assert all(pre[1] in n and "pretrain_seed" in n for n in notes.values())
+    assert any("NOTE: seed 1 starts from pre-training seed 0" in line for line in study.plan(order, tmp_path / "res"))
+
+
 @pytest.mark.slow
 def test_a_failing_run_is_isolated_summarised_and_fails_the_study(tmp_path, capsys):
     nb = _nb(tmp_path / "n.ipynb", WRITE)
