@@ -137,6 +137,11 @@ def plot_sweep(table: pd.DataFrame, df: pd.DataFrame | None = None, protocol: in
     return fig
 
 
+def _mean_std(x: pd.Series, name: str) -> dict:
+    """``{name: mean, name_std: sample std over seeds}`` (std NaN for a single seed)."""
+    return {name: float(x.mean()), f"{name}_std": float(x.std(ddof=1)) if len(x) > 1 else np.nan}
+
+
 # ---------------------------------------------------------------- Table 1: ablations
 def ablation_label(row) -> str:
     """The Table 1 row a run belongs to (what it changes from the full model)."""
@@ -166,8 +171,7 @@ def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
         r = {"row": label, "n": len(g), "commits": _commits(g)}
         for c in cols:
             name = c.rsplit("/", 1)[-1]
-            r[name] = float(g[c].mean())
-            r[f"{name}_std"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+            r |= _mean_std(g[c], name)
             both = g.set_index("pretrain_run")[c].align(full.set_index("pretrain_run")[c], join="inner")
             diff = both[0] - both[1]
             m, lo, hi = ci95(diff) if label != "full model" else (np.nan,) * 3
@@ -249,8 +253,7 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
         r = {"method": method, "n": len(g), "commits": _commits(g)}
         for c in cols:
             name = c.rsplit("/", 1)[-1]
-            r[name] = float(g[c].mean())
-            r[f"{name}_std"] = float(g[c].std(ddof=1)) if len(g) > 1 else np.nan
+            r |= _mean_std(g[c], name)
             if method != baseline:
                 _, s = paired(df[df.method.isin([method, baseline])], method, baseline, c)
                 r |= {f"{name}_diff": s["mean_diff"], f"{name}_ci": f"[{s['ci_low']:.1f}, {s['ci_high']:.1f}]"}
