@@ -75,6 +75,7 @@ class Run:
     source: str = ""  # "<params file>: stage <i> (<name>)"
     deps: list[str] = field(default_factory=list)
     always: bool = False  # aggregation stages: run every time (they read whatever records exist)
+    progress: str = ""  # "5/30, ~8 min, ~85 min left": where the run sits in its study (``label_progress``)
 
 
 @dataclass
@@ -439,7 +440,8 @@ def local_executor(jobs: int = 1):
         out = []
         if jobs <= 1:
             for r in runs:
-                print(f"[{r.stage}] {r.id} ...", flush=True)
+                when = time.strftime("%H:%M")
+                print(f"[{r.stage}{' ' + r.progress if r.progress else ''}] {r.id} ... ({when})", flush=True)
                 res = execute_safely(r, r.id in rerun_ids or r.always)
                 print(f"    {res['status']}: {res['msg']}" + (f" (see {res['notebook']})" if "notebook" in res else ""),
                       flush=True)
@@ -473,6 +475,17 @@ def submitit_executor(folder: Path, cluster: str | None = "slurm", **slurm: Any)
                             "notebook": str(r.out_dir / "run.ipynb"), "wall_s": 0.0})
         return out
     return ex
+
+
+def label_progress(order: list[Run], res: Path, rerun: set[str] = frozenset()) -> None:
+    """Set each run's ``progress``: its place in the study, its estimated cost and the estimated
+    time left from its start (runs still to do, from recorded similar runs; finished ones cost 0)."""
+    walls = recorded_wall(res)
+    est = [0.0 if (_finished(r.out_dir) and r.id not in rerun) or r.always else (estimate(r, walls) or 0.0)
+           for r in order]
+    for i, (r, e) in enumerate(zip(order, est)):
+        left = sum(est[i:])
+        r.progress = f"{i + 1}/{len(order)}" + (f", ~{e / 60:.0f} min, ~{left / 60:.0f} min left" if e else "")
 
 
 # ---------------------------------------------------------------- command line
@@ -523,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     versions: dict[Path, str] = {}
     rerun = {r.id for r in order if outdated(r) or (args.rerun_stale and run_state(r, versions) == "stale")}
+    label_progress(order, res, rerun)
     if args.executor == "slurm":
         ex = submitit_executor(res / "slurm", "slurm", slurm_partition=args.partition, timeout_min=args.time_min,
                                gpus_per_node=args.gpus or None, slurm_array_parallelism=args.array_parallelism)

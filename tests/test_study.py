@@ -208,6 +208,19 @@ def test_a_failing_run_is_isolated_summarised_and_fails_the_study(tmp_path, caps
     assert " stale demo__x-3" in lines[1] and "~" in lines[0]  # cost estimated from the recorded run
 
 
+def test_progress_labels_count_runs_and_estimate_the_time_left(tmp_path):
+    res = tmp_path / "res"
+    runs = [study.Run("demo", tmp_path / "n.ipynb", {"x": x}, f"demo__x-{x}", res / "runs" / f"demo__x-{x}")
+            for x in (1, 2, 3)]
+    runs[0].out_dir.mkdir(parents=True)
+    (runs[0].out_dir / "metrics.json").write_text("{}")
+    (runs[0].out_dir / "runner.json").write_text(json.dumps({"wall_s": 120.0, "parameters": {"x": 1}}))
+    study.label_progress(runs, res)
+    assert [r.progress for r in runs] == ["1/3", "2/3, ~2 min, ~4 min left", "3/3, ~2 min, ~2 min left"]
+    study.label_progress(runs, res, rerun={"demo__x-1"})  # a finished run to be rerun costs again
+    assert runs[0].progress == "1/3, ~2 min, ~6 min left"
+
+
 def test_blocked_dependents_are_not_run(tmp_path):
     a = study.Run("pretrain", tmp_path / "a.ipynb", {}, "pre", tmp_path / "pre")
     b = study.Run("adversarial", tmp_path / "b.ipynb", {}, "adv", tmp_path / "adv", deps=["pre"])
