@@ -50,6 +50,20 @@ def test_rows_carry_settings_data_metrics_and_probe(tmp_path):
     assert r["probe/d_acc"] == 0.8 and r["test/jitter_ratio"] == 2.0
 
 
+def test_pretrain_rows_are_the_pretrained_method_with_their_own_metrics(tmp_path):
+    _study(tmp_path)
+    _write(tmp_path, "pretrain__full", "pretrain", {"dataset": "handsim", "preset": "quick", "protocol": 2,
+                                                    "fraction": 1.0, "seed": 0, "steps": 800, "frozen_steps": 200},
+           {"val": _overall(60.0), "test": _overall(64.0), "wall_time_s": 500.0})
+    pre = A.pretrain_runs(tmp_path)
+    assert len(pre) == 4 and set(pre.method) == {"pre-trained"}
+    r = pre[pre.run_id == "pretrain__full"].iloc[0]
+    assert r["selected/test/mpjpe_abs"] == 64.0 and r["selected/val/mpjpe_rr"] == 30.0
+    assert (r["fraction"], r["pretrain_seed"], r["pretrain_run"], r["steps"]) == (1.0, 0, "pretrain__full", 1000)
+    assert r["appearance_shift"] == 1.0 and r["commit"] == "abcdef01"
+    assert math.isnan(pre[pre.run_id == "pretrain__s0"].iloc[0]["selected/test/mpjpe_abs"])  # no metrics recorded
+
+
 def test_search_table_chooses_on_validation_and_labels_what_varies(tmp_path):
     _study(tmp_path, diffs=(-3.0,))
     t = A.search_table(A.adversarial_runs(tmp_path))

@@ -39,6 +39,20 @@ def test_sweep_table_means_cis_and_seed_values():
     assert len(fig.axes) == 2
 
 
+def test_the_sweep_shows_the_pretrained_m_and_its_100_percent_point():
+    df = _df()
+    pre = pd.DataFrame([{"run_id": f"pre{frac}{s}", "method": "pre-trained", "protocol": 2, "fraction": frac,
+                         "pretrain_seed": s, "pretrain_run": f"pre{frac}{s}", "smoke": False, "commit": "abc",
+                         R.ABS: 110.0 - 40 * frac + s, R.RR: 50.0} for frac in (0.1, 0.5, 1.0) for s in (0, 1, 2)])
+    full = df[[R.ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in df.iterrows()]]
+    t = R.sweep_table(pd.concat([pre, full], ignore_index=True), 2)
+    assert list(t[t.fraction == 1.0].method) == ["pre-trained"]
+    assert t[(t.method == "pre-trained") & (t.fraction == 0.1)].iloc[0]["mpjpe_abs"] == pytest.approx(107.0)
+    assert len(t) == 7 and len(R.plot_sweep(t, full, 2, dpi=30).axes) == 2
+    # the improvement table pairs only the continuations: no row at 100 %
+    assert set(R.improvement_table(pd.concat([pre, full]), 2).fraction) == {0.1, 0.5}
+
+
 def test_improvement_is_paired_and_relative():
     df = _df()
     full = df[[R.ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in df.iterrows()]]

@@ -3,6 +3,9 @@
 - ``adversarial_runs``: one row per finished adversarial-stage run (its settings, the data
   of its pre-training run, validation and test metrics of the selected / pre-trained / last
   M, diagnostics, D's probe, wall time, commit);
+- ``pretrain_runs``: one row per finished pre-training run, shaped like those rows with method
+  ``pre-trained`` (its M's metrics under ``selected/``): the starting point of every
+  continuation and the only model at 100 % labels;
 - ``search_table``: the validation search, best setting per method marked (test not shown);
 - ``describe``: mean, std and n over seeds; ``paired``: per-seed differences of two methods
   on the same pre-training run, with a t-based 95 % confidence interval;
@@ -73,6 +76,25 @@ def adversarial_runs(results=None) -> pd.DataFrame:
             if k != "n_windows":
                 row[f"auc/{k}"] = v
         row |= _probe_history(results_dir(results) / "runs" / row["run_id"] / "history.csv")
+        row["wall_s"] = m.get("wall_time_s")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pretrain_runs(results=None) -> pd.DataFrame:
+    """One row per finished pre-training run; see the module docstring."""
+    rows = []
+    for r in read_records(results, stage="pretrain"):
+        c, m = r["config"]["config"], r["metrics"]
+        row = {"run_id": r["config"]["run_id"], "commit": r["config"].get("commit", "")[:8],
+               "method": "pre-trained", "seed": c["seed"], "pretrain_run": r["config"]["run_id"],
+               "pretrain_seed": c["seed"], "steps": c.get("steps", np.nan) + c.get("frozen_steps", 0),
+               "smoke": c.get("smoke", False)}
+        row |= {k: c.get(k) for k in DATA_KEYS}
+        row["appearance_shift"] = 1.0 if row["appearance_shift"] is None else row["appearance_shift"]
+        for split in ("val", "test"):
+            for k in METRICS:
+                row[f"selected/{split}/{k}"] = _get(m, split, "overall", k)
         row["wall_s"] = m.get("wall_time_s")
         rows.append(row)
     return pd.DataFrame(rows)

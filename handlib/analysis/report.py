@@ -1,6 +1,7 @@
 """The study's tables and figures (notebooks 04-06), built from ``aggregate.adversarial_runs``.
 
-- ``sweep_table``: Fig. 4 analogue, error vs label fraction per method: mean, 95 % CI, n;
+- ``sweep_table``: Fig. 4 analogue, error vs label fraction per method (the pre-trained M,
+  alone at 100 % labels, beside the two continuations): mean, 95 % CI, n;
 - ``improvement_table``: per fraction, the paired difference adversarial - supervised over
   seeds (mm and % of the supervised error) with its 95 % CI;
 - ``ablation_table``: Table 1 analogue, one row per variant: mean +- std over seeds and the
@@ -73,8 +74,8 @@ def select(df: pd.DataFrame, smoke: bool) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- Fig. 4: sweeps
-def sweep_table(df: pd.DataFrame, protocol: int, cols=(ABS, RR), methods=("supervised", "adversarial"),
-                **fixed) -> pd.DataFrame:
+def sweep_table(df: pd.DataFrame, protocol: int, cols=(ABS, RR),
+                methods=("pre-trained", "supervised", "adversarial"), **fixed) -> pd.DataFrame:
     """Per (fraction, method) of ``protocol``: mean and 95 % CI over seeds of ``cols``, n and
     the per-seed values. ``fixed``: further column filters (e.g. appearance_shift=1.0)."""
     d = df[(df.protocol == protocol) & df.method.isin(methods)]
@@ -118,12 +119,12 @@ def plot_sweep(table: pd.DataFrame, df: pd.DataFrame | None = None, protocol: in
     """Absolute and root-relative MPJPE vs label fraction, mean with 95 % CI band per method,
     per-seed points from ``df`` (the runs) where given."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi)
-    colors = {"supervised": "tab:blue", "adversarial": "tab:red"}
+    colors = {"pre-trained": "tab:gray", "supervised": "tab:blue", "adversarial": "tab:red"}
     for ax, name, col in ((axes[0], "mpjpe_abs", ABS), (axes[1], "mpjpe_rr", RR)):
         for method, g in table.groupby("method"):
             x = 100 * g["fraction"].to_numpy()
             c = colors.get(method)
-            ax.plot(x, g[name], "-o", color=c, label=method, ms=4)
+            ax.plot(x, g[name], "--o" if method == "pre-trained" else "-o", color=c, label=method, ms=4)
             ax.fill_between(x, g[f"{name}_lo"], g[f"{name}_hi"], color=c, alpha=0.15, lw=0)
             if df is not None:
                 pts = df[(df.method == method) & ((df.protocol == protocol) if protocol else True)]
@@ -267,12 +268,17 @@ def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.Da
     return df[df.run_id.isin(ids)]
 
 
-def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
+def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None,
+               pretrained: pd.DataFrame | None = None) -> pd.DataFrame:
     """The runs of ``params_files`` that belong in Fig. 4: the supervised continuation and the
-    full adversarial model (ablation variants left out)."""
+    full adversarial model (ablation variants left out), and with ``pretrained``
+    (``aggregate.pretrain_runs``) the grids' pre-training runs as method ``pre-trained``."""
     d = runs_in(df, params_files, results)
     keep = [ablation_label(r) in ("full model", "supervised (no unlabelled term)") for _, r in d.iterrows()]
-    return d[keep] if len(d) else d
+    d = d[keep] if len(d) else d
+    if pretrained is not None and len(pretrained):
+        d = pd.concat([runs_in(pretrained, params_files, results), d], ignore_index=True)
+    return d
 
 
 def _pretrained(g: pd.DataFrame, cols) -> pd.Series:
