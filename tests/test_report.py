@@ -135,3 +135,12 @@ def test_study_table_labels_grid_protocol_fraction(monkeypatch):
     adv = t[(t.method == "adversarial") & (t.fraction == 0.1)].iloc[0]
     assert adv["n"] == 3 and adv["mpjpe_abs_diff"] == pytest.approx(-3.0)
     assert R.study_table(df.iloc[:0], ["params/x.yaml"]).empty
+
+
+def test_saved_figures_are_byte_stable(tmp_path):
+    t = R.sweep_table(_df(), 2)
+    fig = R.plot_sweep(t, dpi=30)
+    first = [p.read_bytes() for p in R.save_figure(fig, "f", tmp_path, dpi=30)]
+    again = [p.read_bytes() for p in R.save_figure(fig, "f", tmp_path, dpi=30)]
+    assert first == again and first[1].startswith(b"%PDF")
+    assert b"CreationDate" not in first[1]  # the date would change the bytes on every report run

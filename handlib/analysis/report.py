@@ -214,12 +214,13 @@ def save_table(t: pd.DataFrame, name: str, out: Path, floatfmt: str = ".1f") -> 
 
 
 def save_figure(fig, name: str, out: Path, dpi: int = 120) -> list[Path]:
-    """``<out>/figures/<name>.png`` and ``.pdf``."""
+    """``<out>/figures/<name>.png`` and ``.pdf`` (no creation date in the PDF: the same figure
+    gives the same bytes, so a regenerated report changes only the figures whose content did)."""
     d = Path(out) / "figures"
     d.mkdir(parents=True, exist_ok=True)
     paths = [d / f"{name}.png", d / f"{name}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+    fig.savefig(paths[1], dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None})
     return paths
 
 
