@@ -7,10 +7,10 @@ A params file lists ``stages``; each names a notebook, its ``parameters``, an op
 ``grid`` (lists whose product gives one run each; a list of mappings is a linked axis whose
 entries set several keys together, e.g. ``seed: [{seed: 0, pretrain_seed: 0}, ...]``) and
 optional ``points`` (explicit parameter sets, e.g. ``{seed: 1, pretrain_seed: 1}``; with a
-grid, each point is combined with every grid cell); ``always: true`` marks an aggregation stage (the report), run
-every time after all other runs. Shared defaults sit once in ``base`` (stage name -> parameters),
-optionally read from files listed in ``include`` (paths relative to the params file); a
-stage's own parameters override them.
+grid, each point is combined with every grid cell); ``always: true`` marks an aggregation
+stage (the report), run every time after all other runs. Shared defaults sit once in
+``base`` (stage name -> parameters), optionally read from files listed in ``include`` (paths
+relative to the params file); a stage's own parameters override them.
 
 Every run gets a deterministic id (``handlib.repro.run_id``: stage, the varied keys in
 clear, a hash of all parameters). Notebooks that declare ``run_name`` receive it and write
@@ -243,6 +243,12 @@ def preflight(runs: list[Run]) -> None:
 
 
 # ---------------------------------------------------------------- dependencies and order
+def _starts_from(cfg, pc, ignore=()) -> bool:
+    """Whether the adversarial-stage config ``cfg`` continues from the pre-training config ``pc``
+    (``PRETRAIN_MATCH``, less the adversarial-side keys in ``ignore``)."""
+    return all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items() if b not in ignore)
+
+
 def resolve_dependencies(runs: list[Run]) -> list[Run]:
     """Fill ``deps`` (adversarial runs -> the pre-training run of this study they start from;
     ``always`` aggregation stages -> every other run) and order the runs so that dependencies
@@ -255,8 +261,7 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
         if cfg.pretrain_run:
             r.deps = [p.id for p, _ in pre if p.id == cfg.pretrain_run]
         else:
-            r.deps = [p.id for p, pc in pre
-                      if all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items())]
+            r.deps = [p.id for p, pc in pre if _starts_from(cfg, pc)]
     for r in runs:  # aggregation stages read the records of every other run
         if r.always:
             r.deps = [o.id for o in runs if not o.always]
@@ -283,8 +288,7 @@ def unpaired_seeds(order: list[Run]) -> dict[str, str]:
         if r.stage != "adversarial" or len(r.deps) != 1 or r.deps[0] not in pre:
             continue
         cfg, dep = config_of(r), pre[r.deps[0]]
-        own = [i for i, pc in pre.items() if pc.seed == cfg.seed
-               and all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items() if b != "pretrain_seed")]
+        own = [i for i, pc in pre.items() if pc.seed == cfg.seed and _starts_from(cfg, pc, ignore=("pretrain_seed",))]
         if dep.seed != cfg.seed and own:
             notes[r.id] = (f"seed {cfg.seed} starts from pre-training seed {dep.seed}, though {own[0]} "
                            f"is in this study (set pretrain_seed to pair them)")
