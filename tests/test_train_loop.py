@@ -12,7 +12,8 @@ from handlib.data.datasets import FrameStore, LabelledFrames
 from handlib.geometry import project
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.train.bn import bn_modules, freeze_bn_stats
-from handlib.train.loop import LoopConfig, NonFiniteError, StepBatchSampler, get_lr, load_checkpoint, train
+from handlib.train.loop import (LoopConfig, NonFiniteError, StepBatchSampler, bar_postfix, eval_line, get_lr,
+                                load_checkpoint, train)
 from handlib.train.pretrain import PretrainConfig, SupervisedTask, run_pretrain
 from tests.helpers import random_hand
 
@@ -272,3 +273,18 @@ def test_text_progress_under_the_runner_prints_a_line_per_evaluation(tmp_path, m
     assert [ln.split(" (")[0] for ln in lines] == ["step 2/4", "step 4/4"]
     assert lines[0].endswith("val mpjpe_abs 98.0") and "d_acc" not in cap.out
     assert "train: 100%" in cap.err  # the text bar
+
+
+def test_progress_shows_headline_errors_not_every_metric():
+    """The bar's postfix and the per-evaluation line name the losses and the headline
+    validation errors only; the last evaluation stays on the bar until the next one."""
+    ev = {"step": 50, "loss_M": 0.0412, "loss_D": 0.5, "gradnorm_M": 3.0, "eval_val_mpjpe_abs": 88.64,
+          "eval_val_mpjpe_rr": 52.91, "eval_val_epe_2d": 23.4, "eval_val_pa_mpjpe": 20.0,
+          "eval_val_jitter_ratio": 3.1, "eval_val_d_auc": 0.6, "eval_val_mpjpe_root": float("nan")}
+    shown = bar_postfix(ev, {})
+    assert shown == {"loss_M": "0.0412", "loss_D": "0.5", "val_mpjpe_abs": "88.6", "val_mpjpe_rr": "52.9",
+                     "val_epe_2d": "23.4"}
+    shown = bar_postfix({"step": 51, "loss_M": 0.03, "loss_D": 0.4}, shown)
+    assert shown["loss_M"] == "0.03" and shown["val_mpjpe_abs"] == "88.6"
+    assert eval_line(50, 400, ev, 40.2) == "  step 50/400 (40 s): val mpjpe_abs 88.6, mpjpe_rr 52.9, epe_2d 23.4"
+    assert eval_line(1, 2, {"loss_M": 1.0}, 0.0).endswith("val -")

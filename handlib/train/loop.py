@@ -150,6 +150,16 @@ def eval_line(step: int, steps: int, row: dict[str, float], elapsed: float) -> s
     return f"  step {step}/{steps} ({elapsed:.0f} s): val " + (", ".join(vals) or "-")
 
 
+def bar_postfix(row: dict[str, float], shown: dict[str, str]) -> dict[str, str]:
+    """The progress bar's postfix: this step's losses and the latest validation errors (the
+    headline ones of `eval_line`, not every metric an evaluation returns). ``shown`` carries
+    the last evaluation's values between calls; returns it updated."""
+    shown.update({k: f"{v:.4g}" for k, v in row.items() if k.startswith("loss_")})
+    shown.update({k[len("eval_"):]: f"{v:.1f}" for k, v in row.items()
+                  if k.startswith(("eval_val_mpjpe", "eval_val_epe")) and math.isfinite(v)})
+    return shown
+
+
 def cpu_has_bf16() -> bool:
     """True where the CPU has native bf16 instructions (AVX512-BF16 or AMX) and they are not
     capped away: ``ONEDNN_MAX_CPU_ISA=AVX2`` (with ``ATEN_CPU_CAPABILITY=avx2``) makes a bf16
@@ -324,7 +334,7 @@ def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt
     text = os.environ.get("HANDLIB_PROGRESS") == "text"
     bar = (text_tqdm if text else tqdm)(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train",
                                         mininterval=30.0 if text else 2.0)
-    t0 = time.perf_counter()
+    t0, shown = time.perf_counter(), {}
     for step in range(start, cfg.steps):
         batch = {k: rt.to(next(it)) for k, it in loaders.items()}
         row: dict[str, float] = {"step": step + 1, "lr": get_lr(step, cfg)}
@@ -360,11 +370,11 @@ def train(task: Task, streams: dict[str, tuple[Any, int]], cfg: LoopConfig, ckpt
             task.train_mode()
         row["time_s"] = time.perf_counter() - t0
         history.append(row)
+        bar_postfix(row, shown)
         if (cfg.ckpt_every and done % cfg.ckpt_every == 0) or done == cfg.steps:
             save_checkpoint(ckpt, done, task, optims, history)
         if done % cfg.log_every == 0:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.startswith(("loss", "eval"))},
-                            refresh=False)
+            bar.set_postfix(shown, refresh=False)
         bar.update(1)
         if on_step is not None:
             on_step(done, row)
