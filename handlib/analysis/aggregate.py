@@ -44,6 +44,17 @@ def _get(d: dict, *path, default=np.nan):
     return d
 
 
+def _head(r: dict, data: dict, **fields) -> dict:
+    """The first columns of a run's row: id, commit, ``fields`` (method, seeds, steps), smoke
+    and the data setting (``data``: the config that holds the DATA_KEYS)."""
+    c = r["config"]["config"]
+    row = {"run_id": r["config"]["run_id"], "commit": r["config"].get("commit", "")[:8], **fields,
+           "smoke": c.get("smoke", False)}
+    row |= {k: data.get(k) for k in DATA_KEYS}
+    row["appearance_shift"] = 1.0 if row["appearance_shift"] is None else row["appearance_shift"]
+    return row
+
+
 def adversarial_runs(results=None) -> pd.DataFrame:
     """One row per finished adversarial-stage run; see the module docstring."""
     pre = {r["config"]["run_id"]: r for r in read_records(results, stage="pretrain")}
@@ -52,12 +63,9 @@ def adversarial_runs(results=None) -> pd.DataFrame:
         c, m = r["config"]["config"], r["metrics"]
         p = pre.get(m.get("pretrain_run"), {})
         pc = _get(p, "config", "config", default={})
-        row = {"run_id": r["config"]["run_id"], "commit": r["config"].get("commit", "")[:8],
-               "method": c["method"], "seed": c["seed"], "pretrain_run": m.get("pretrain_run"),
-               "pretrain_seed": pc.get("seed", c.get("pretrain_seed")), "steps": c["steps"],
-               "smoke": c.get("smoke", False)}
-        row |= {k: pc.get(k, c.get(k)) for k in DATA_KEYS}
-        row["appearance_shift"] = 1.0 if row["appearance_shift"] is None else row["appearance_shift"]
+        row = _head(r, {k: pc.get(k, c.get(k)) for k in DATA_KEYS}, method=c["method"], seed=c["seed"],
+                    pretrain_run=m.get("pretrain_run"), pretrain_seed=pc.get("seed", c.get("pretrain_seed")),
+                    steps=c["steps"])
         row |= {k: c.get(k) for k in sorted({k for v in SETTINGS.values() for k in v})}
         row["selected_step"] = m.get("selected_step")
         for model in ("selected", "pretrained", "last"):
@@ -86,12 +94,8 @@ def pretrain_runs(results=None) -> pd.DataFrame:
     rows = []
     for r in read_records(results, stage="pretrain"):
         c, m = r["config"]["config"], r["metrics"]
-        row = {"run_id": r["config"]["run_id"], "commit": r["config"].get("commit", "")[:8],
-               "method": "pre-trained", "seed": c["seed"], "pretrain_run": r["config"]["run_id"],
-               "pretrain_seed": c["seed"], "steps": c.get("steps", np.nan) + c.get("frozen_steps", 0),
-               "smoke": c.get("smoke", False)}
-        row |= {k: c.get(k) for k in DATA_KEYS}
-        row["appearance_shift"] = 1.0 if row["appearance_shift"] is None else row["appearance_shift"]
+        row = _head(r, c, method="pre-trained", seed=c["seed"], pretrain_run=r["config"]["run_id"],
+                    pretrain_seed=c["seed"], steps=c.get("steps", np.nan) + c.get("frozen_steps", 0))
         for split in ("val", "test"):
             for k in METRICS:
                 row[f"selected/{split}/{k}"] = _get(m, split, "overall", k)
