@@ -251,8 +251,10 @@ def _starts_from(cfg, pc, ignore=()) -> bool:
 
 def resolve_dependencies(runs: list[Run]) -> list[Run]:
     """Fill ``deps`` (adversarial runs -> the pre-training run of this study they start from;
-    ``always`` aggregation stages -> every other run) and order the runs so that dependencies
-    come first (otherwise file order)."""
+    ``always`` aggregation stages -> every other run) and order them: dependencies first, and
+    each run's dependents as soon as they are ready (a pre-training, then its continuations,
+    then the next pre-training), otherwise file order. Run one at a time, a study stopped
+    part-way thus leaves finished comparisons, not a row of pre-trainings with none."""
     pre = [(r, config_of(r)) for r in runs if r.stage == "pretrain"]
     for r in runs:
         if r.stage != "adversarial":
@@ -271,7 +273,10 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
         ready = [r for r in pending if all(d in placed for d in r.deps)]
         if not ready:  # a cycle cannot arise from stages, but never loop forever
             raise StudyError("unsatisfiable dependencies: " + ", ".join(r.id for r in pending))
-        for r in ready:
+        # the dependents of what was just placed go first; else the first ready run in file order
+        nxt = [r for r in ready if r.deps and not r.always and order and order[-1].id in r.deps] or ready[:1]
+        while nxt:
+            r = nxt.pop(0)
             order.append(r)
             placed.add(r.id)
         pending = [r for r in pending if r.id not in placed]
@@ -423,11 +428,14 @@ def execute_safely(run: Run, rerun: bool = False, stream: bool = True) -> dict[s
 
 def run_waves(order: list[Run], executor, rerun_ids: set[str]) -> list[dict]:
     """Runs level by level (a run waits for its dependencies); ``executor(runs, rerun_ids)``
-    returns one result per run. Dependents of a failed run are skipped."""
+    returns one result per run. Dependents of a failed run are skipped. An executor marked
+    ``one_at_a_time`` gets the runs singly in ``order`` (depth-first: see resolve_dependencies)."""
     results: dict[str, dict] = {}
     pending = list(order)
     while pending:
         wave = [r for r in pending if all(d in results for d in r.deps)]
+        if getattr(executor, "one_at_a_time", False):
+            wave = wave[:1]
         blocked = [r for r in wave if not r.always and any(results[d]["status"] in ("failed", "blocked")
                                                            for d in r.deps)]
         for r in blocked:
@@ -458,6 +466,7 @@ def local_executor(jobs: int = 1):
         for res in out:
             print(f"    {res['id']}: {res['status']}: {res['msg']}", flush=True)
         return out
+    ex.one_at_a_time = jobs <= 1
     return ex
 
 

@@ -149,9 +149,11 @@ def test_dependencies_run_first_and_match_the_pretraining_seed(tmp_path):
     runs = study.expand(study.load_study(y))
     study.preflight(runs)
     order = study.resolve_dependencies(runs)
-    assert [r.stage for r in order] == ["pretrain", "pretrain", "adversarial", "adversarial"]
-    pre = {r.parameters["seed"]: r.id for r in order[:2]}
-    assert order[2].deps == [pre[1]] and order[3].deps == [pre[0]]
+    # depth-first: each pre-training is followed by the runs that continue from it
+    assert [r.stage for r in order] == ["pretrain", "adversarial", "pretrain", "adversarial"]
+    assert [order[0].parameters["seed"], order[2].parameters["seed"]] == [0, 1]
+    assert order[1].deps == [order[0].id] and order[3].deps == [order[2].id]
+    assert order[1].parameters["pretrain_seed"] == 0 and order[3].parameters["pretrain_seed"] == 1
 
 
 def test_a_linked_grid_axis_sets_its_keys_together_and_unpaired_seeds_are_noted(tmp_path):
@@ -170,10 +172,10 @@ def test_a_linked_grid_axis_sets_its_keys_together_and_unpaired_seeds_are_noted(
     order = study_with("[{seed: 0, pretrain_seed: 0}, {seed: 1, pretrain_seed: 1}]")
     adv = [r for r in order if r.stage == "adversarial"]
     assert [(r.parameters["method"], r.parameters["seed"], r.parameters["pretrain_seed"]) for r in adv] == [
-        ("supervised", 0, 0), ("supervised", 1, 1), ("adversarial", 0, 0), ("adversarial", 1, 1)]
-    assert adv[1].id.startswith("adversarial__method-supervised__seed-1__pretrain_seed-1__")
+        ("supervised", 0, 0), ("adversarial", 0, 0), ("supervised", 1, 1), ("adversarial", 1, 1)]
+    assert adv[2].id.startswith("adversarial__method-supervised__seed-1__pretrain_seed-1__")
     pre = {r.parameters["seed"]: r.id for r in order if r.stage == "pretrain"}
-    assert [r.deps for r in adv] == [[pre[0]], [pre[1]], [pre[0]], [pre[1]]]
+    assert [r.deps for r in adv] == [[pre[0]], [pre[0]], [pre[1]], [pre[1]]]
     assert study.unpaired_seeds(order) == {}
     # the plain axis varies only M's seed: every run starts from seed 0's pre-training, and the plan says so
     order = study_with("[0, 1]")
@@ -232,6 +234,31 @@ def test_blocked_dependents_are_not_run(tmp_path):
 
     res = study.run_waves([a, b], ex, set())
     assert seen == ["pre"] and [r["status"] for r in res] == ["failed", "blocked"]
+
+
+def test_one_at_a_time_runs_follow_the_depth_first_order(tmp_path):
+    """Run singly, a pre-training's continuations run before the next pre-training (a study
+    stopped part-way leaves finished comparisons); a parallel executor gets whole waves."""
+    def run(i, deps=()):
+        return study.Run("s", tmp_path / "n.ipynb", {}, i, tmp_path / i, deps=list(deps))
+
+    runs = [run("p0"), run("p1"), run("a1", ["p1"]), run("a0", ["p0"]), run("b0", ["p0"]), run("r", ["p0", "p1"])]
+    runs[-1].always = True
+    order = study.resolve_dependencies(runs)
+    assert [r.id for r in order] == ["p0", "a0", "b0", "p1", "a1", "r"]
+    calls = []
+
+    def ex(batch, rerun):
+        calls.append([r.id for r in batch])
+        return [{"id": r.id, "status": "done", "msg": "", "wall_s": 0.0} for r in batch]
+
+    study.run_waves(order, ex, set())
+    assert calls == [["p0", "p1"], ["a0", "b0", "a1"], ["r"]]
+    calls.clear()
+    ex.one_at_a_time = True
+    study.run_waves(order, ex, set())
+    assert calls == [["p0"], ["a0"], ["b0"], ["p1"], ["a1"], ["r"]]
+    assert study.local_executor(1).one_at_a_time and not study.local_executor(2).one_at_a_time
 
 
 @pytest.mark.slow
