@@ -275,8 +275,7 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
             raise StudyError("unsatisfiable dependencies: " + ", ".join(r.id for r in pending))
         # the dependents of what was just placed go first; else the first ready run in file order
         nxt = [r for r in ready if r.deps and not r.always and order and order[-1].id in r.deps] or ready[:1]
-        while nxt:
-            r = nxt.pop(0)
+        for r in nxt:
             order.append(r)
             placed.add(r.id)
         pending = [r for r in pending if r.id not in placed]
