@@ -117,3 +117,12 @@ def test_change_and_action_tables_before_after_per_method(tmp_path):
     assert list(at.index) == ["fist", "wave"] and sorted(at.columns) == ["adversarial", "pretrained", "supervised"]
     assert at.loc["wave", "supervised"] == pytest.approx(100.0)
     assert at.loc["fist", "adversarial"] == pytest.approx(100.0)
+
+
+def test_markdown_prints_setting_columns_as_given():
+    import pandas as pd
+
+    t = pd.DataFrame({"fraction": [0.1, 0.25, 0.05], "method": ["a", "b", "c"], "mpjpe_abs": [70.04, 71.66, 1.0]})
+    md = A.to_markdown(t, index=False)
+    assert "0.25" in md and "0.05" in md and "70.0" in md and "71.7" in md and "71.66" not in md
+    assert "0.25" in A.to_markdown(t.set_index("method"))

@@ -174,5 +174,11 @@ def paired(df: pd.DataFrame, a: str, b: str, col: str, on: str = "pretrain_run")
     return d, summ
 
 
+# Setting columns hold grid values (0.25, 0.05), not measurements: printed as given, not at `floatfmt`.
+SETTING_COLUMNS = ("fraction", "appearance_shift")
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".1f", index: bool = True) -> str:
-    return df.to_markdown(floatfmt=floatfmt, index=index)
+    fmt = [floatfmt] * (1 if index else 0) + [
+        "g" if c in SETTING_COLUMNS else floatfmt for c in df.columns]
+    return df.to_markdown(floatfmt=fmt, index=index)
