@@ -32,3 +32,20 @@ def rotation(axis: torch.Tensor, angle: float) -> torch.Tensor:
     a = axis / axis.norm()
     Kx = torch.tensor([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]], dtype=torch.float64)
     return torch.eye(3, dtype=torch.float64) + math.sin(angle) * Kx + (1 - math.cos(angle)) * Kx @ Kx
+
+
+def two_video_store(names=("s0", "s1"), T: int = 12, seed: int = 0, size: int = 64):
+    """A FrameStore of two random T-frame videos of subject S1 (all split "train"), `size` px."""
+    import numpy as np
+    import pandas as pd
+
+    from handlib.data.datasets import FrameStore
+
+    g = torch.Generator().manual_seed(seed)
+    n = 2 * T
+    j3d = random_hand(n, g).float().numpy()
+    K = np.broadcast_to(np.array([[80.0, 0, size / 2], [0, 80, size / 2], [0, 0, 1]], np.float32), (n, 3, 3)).copy()
+    images = (torch.rand(n, size, size, 3, generator=g) * 255).to(torch.uint8).numpy()
+    meta = pd.DataFrame({"sequence": np.repeat(list(names), T), "subject": "S1", "action": "a",
+                         "frame": np.tile(np.arange(T), 2), "split": "train"})
+    return FrameStore(images, j3d, K, meta)

@@ -1,32 +1,25 @@
 """The adversarial stage's task: where L_MM's gradient goes, labels never read from video,
 the lambda schedule, two players through the loop, exact resume with model selection."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from handlib.config import ConfigError
-from handlib.data.datasets import FrameStore, LabelledFrames, MotionWindows, VideoWindows
+from handlib.data.datasets import LabelledFrames, MotionWindows, VideoWindows
 from handlib.models.motion import MotionDiscriminator
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.train.adversarial import AdversarialConfig, AdversarialTask, get_lambda, hold_out
 from handlib.train.loop import LoopConfig, Runtime, train
-from tests.helpers import random_hand
+from tests.helpers import random_hand, two_video_store
 
 SIZE, S = 64, 4
 
 
 def _store(T=12):
     """s0 labelled, s1 unlabelled video whose labels are NaN (reading them would poison the losses)."""
-    g = torch.Generator().manual_seed(0)
-    n = 2 * T
-    j3d = random_hand(n, g).float().numpy()
-    K = np.broadcast_to(np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]], np.float32), (n, 3, 3)).copy()
-    images = (torch.rand(n, SIZE, SIZE, 3, generator=g) * 255).to(torch.uint8).numpy()
-    meta = pd.DataFrame({"sequence": np.repeat(["s0", "s1"], T), "subject": "S1", "action": "a",
-                         "frame": np.tile(np.arange(T), 2), "split": "train"})
-    j3d[T:] = np.nan
-    return FrameStore(images, j3d, K, meta)
+    store = two_video_store(("s0", "s1"), T, seed=0, size=SIZE)
+    store.j3d[T:] = np.nan
+    return store
 
 
 def _setup(method="adversarial", representation="25d", **kw):

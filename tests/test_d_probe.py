@@ -2,28 +2,19 @@
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 
 from handlib.analysis.d_probe import _auc, d_probe, probe_windows
-from handlib.data.datasets import FrameStore
 from handlib.models.motion import MotionConfig, MotionDiscriminator
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.train.loop import resolve_runtime
-from tests.helpers import random_hand
+from tests.helpers import random_hand, two_video_store
 
 SIZE, S = 64, 4
 
 
 def _store(T=14):
-    g = torch.Generator().manual_seed(1)
-    n = 2 * T
-    j3d = random_hand(n, g).float().numpy()
-    K = np.broadcast_to(np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]], np.float32), (n, 3, 3)).copy()
-    images = (torch.rand(n, SIZE, SIZE, 3, generator=g) * 255).to(torch.uint8).numpy()
-    meta = pd.DataFrame({"sequence": np.repeat(["v0", "v1"], T), "subject": "S1", "action": "a",
-                         "frame": np.tile(np.arange(T), 2), "split": "train"})
-    return FrameStore(images, j3d, K, meta)
+    return two_video_store(("v0", "v1"), T, seed=1, size=SIZE)
 
 
 def test_auc_is_the_mann_whitney_probability():
