@@ -12,8 +12,16 @@ from handlib.data.datasets import FrameStore, LabelledFrames
 from handlib.geometry import project
 from handlib.models.pose import PoseConfig, PoseModel
 from handlib.train.bn import bn_modules, freeze_bn_stats
-from handlib.train.loop import (LoopConfig, NonFiniteError, StepBatchSampler, bar_postfix, eval_line, get_lr,
-                                load_checkpoint, train)
+from handlib.train.loop import (
+    LoopConfig,
+    NonFiniteError,
+    StepBatchSampler,
+    bar_postfix,
+    eval_line,
+    get_lr,
+    load_checkpoint,
+    train,
+)
 from handlib.train.pretrain import PretrainConfig, SupervisedTask, run_pretrain
 from tests.helpers import random_hand
 
