@@ -314,3 +314,13 @@ def test_a_record_from_another_pretraining_run_is_outdated_and_rerun(tmp_path):
     run.deps = ["pretrain__old"]
     assert not study.outdated(run)
     assert not study.outdated(study.Run("report", nb, {}, "rep", d, deps=["x"], always=True))
+
+
+@pytest.mark.parametrize("grid", sorted(p.name for p in (study.REPO_ROOT / "params").glob("*.yaml") if p.name != "base.yaml"))
+def test_every_committed_grid_passes_the_preflight_check(grid, tmp_path, monkeypatch):
+    for name in ("FPHAB", "HO3D"):  # the paper grids read their data root from the environment
+        monkeypatch.setenv(f"HANDLIB_{name}_ROOT", str(tmp_path))
+    runs = study.expand(study.load_study(study.REPO_ROOT / "params" / grid))
+    assert runs
+    study.preflight(runs)  # raises StudyError naming file, stage, run and key
+    study.resolve_dependencies(runs)
