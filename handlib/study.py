@@ -274,7 +274,7 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
         if not ready:  # a cycle cannot arise from stages, but never loop forever
             raise StudyError("unsatisfiable dependencies: " + ", ".join(r.id for r in pending))
         # the dependents of what was just placed go first; else the first ready run in file order
-        nxt = [r for r in ready if r.deps and not r.always and order and order[-1].id in r.deps] or ready[:1]
+        nxt = [r for r in ready if order and order[-1].id in r.deps and not r.always] or ready[:1]
         for r in nxt:
             order.append(r)
             placed.add(r.id)

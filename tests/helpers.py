@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 import torch
 
+from handlib.data.datasets import FrameStore
 from handlib.skeleton import BONES, NUM_JOINTS
 
 
@@ -36,11 +39,6 @@ def rotation(axis: torch.Tensor, angle: float) -> torch.Tensor:
 
 def two_video_store(names=("s0", "s1"), T: int = 12, seed: int = 0, size: int = 64):
     """A FrameStore of two random T-frame videos of subject S1 (all split "train"), `size` px."""
-    import numpy as np
-    import pandas as pd
-
-    from handlib.data.datasets import FrameStore
-
     g = torch.Generator().manual_seed(seed)
     n = 2 * T
     j3d = random_hand(n, g).float().numpy()
