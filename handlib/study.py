@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import hashlib
 import importlib
 import itertools
@@ -59,6 +60,10 @@ PRETRAIN_MATCH = {"dataset": "dataset", "root": "root", "preset": "preset", "app
                   "split_seed": "pretrain_split_seed",
                   "image_size": "image_size", "smoke": "smoke"}
 COST_KEYS = ("dataset", "preset", "image_size", "steps", "frozen_steps", "batch_size", "method", "unlabelled_frames")
+
+
+TOP_KEYS = {"stages", "not_built", "results", "base", "include"}
+STAGE_KEYS = {"name", "notebook", "parameters", "grid", "points", "always"}
 
 
 class StudyError(ValueError):
@@ -105,16 +110,18 @@ def _read_base(path: Path, seen: set) -> dict[str, dict]:
 def load_study(path: str | Path) -> Study:
     path = Path(path)
     raw = yaml.safe_load(path.read_text()) or {}
-    unknown = set(raw) - {"stages", "not_built", "results", "base", "include"}
+    unknown = set(raw) - TOP_KEYS
     if unknown:
-        raise StudyError(f"{path}: unknown top-level keys {sorted(unknown)}")
+        raise StudyError(f"{path}: unknown top-level keys "
+                         + ", ".join(f"{k!r}{did_you_mean(k, TOP_KEYS)}" for k in sorted(unknown)))
     for i, st in enumerate(raw.get("stages", [])):
         missing = {"name", "notebook"} - set(st)
         if missing:
             raise StudyError(f"{path}: stage {i} lacks {sorted(missing)}")
-        extra = set(st) - {"name", "notebook", "parameters", "grid", "points", "always"}
+        extra = set(st) - STAGE_KEYS
         if extra:
-            raise StudyError(f"{path}: stage {i} ({st['name']}): unknown keys {sorted(extra)}")
+            raise StudyError(f"{path}: stage {i} ({st['name']}): unknown keys "
+                             + ", ".join(f"{k!r}{did_you_mean(k, STAGE_KEYS)}" for k in sorted(extra)))
     return Study(raw.get("stages", []), raw.get("not_built", []), raw.get("results"),
                  _read_base(path.resolve(), {path.resolve()}), str(path))
 
@@ -213,6 +220,12 @@ def config_of(run: Run):
     return cls.from_params({k: v for k, v in run.parameters.items() if k in cls.field_names()})
 
 
+def did_you_mean(name: str, allowed) -> str:
+    """' (did you mean 'x'?)' for the closest allowed name, or '' when none is close."""
+    close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def preflight(runs: list[Run]) -> None:
     """Every run's keys and values checked against its notebook and stage config; all
     problems reported together (StudyError) before anything runs."""
@@ -231,8 +244,9 @@ def preflight(runs: list[Run]) -> None:
         allowed = names | set(cls.field_names() if cls else ())
         bad = sorted(set(run.parameters) - allowed)
         if bad:
-            errors.append(f"{run.source}, run {n} ({run.id}): unknown parameter(s) {bad} for "
-                          f"{run.notebook.name}; allowed: {sorted(allowed)}")
+            errors.append(f"{run.source}, run {n} ({run.id}): unknown parameter(s) "
+                          + ", ".join(f"{b!r}{did_you_mean(b, allowed)}" for b in bad)
+                          + f" for {run.notebook.name}; allowed: {sorted(allowed)}")
             continue
         try:
             config_of(run)
@@ -533,10 +547,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus", type=int, default=0), ap.add_argument("--array-parallelism", type=int, default=16)
     args = ap.parse_args(argv)
     t0 = time.time()
-    study = load_study(args.params)
-    runs = expand(study, args.only)
-    preflight(runs)
-    order = resolve_dependencies(runs)
+    try:
+        study = load_study(args.params)
+        runs = expand(study, args.only)
+        preflight(runs)
+        order = resolve_dependencies(runs)
+    except StudyError as e:  # a mistake in the grid: say what, without a traceback
+        print(f"python -m handlib.study: {e}", file=sys.stderr)
+        return 2
     res = results_dir(study.results)
     print(f"{len(order)} run(s) from {args.params}", flush=True)
     unpaired = unpaired_seeds(order)
