@@ -91,3 +91,60 @@ def test_soft_argmax_peak_location():
 def test_bad_config_names_field(bad, field):
     with pytest.raises(ConfigError, match=field):
         PoseConfig.from_params(bad)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_heatmap_shapes_at_every_stride(size, stride):
+    m = PoseModel(PoseConfig(image_size=size, head_stride=stride)).eval()
+    x, K = _inputs(2, size)
+    with torch.no_grad():
+        logits, depth = m.heatmaps(x)
+        out = m(x, K, torch.full((2,), 90.0))
+    assert logits.shape == depth.shape == (2, 21, size // stride, size // stride)
+    assert logits.dtype == torch.float32
+    assert out.j2d.shape == (2, 21, 2) and out.j3d.shape == (2, 21, 3)
+
+
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_soft_argmax_lands_on_a_synthetic_peak_at_every_stride(stride, monkeypatch):
+    size = 64
+    n = size // stride
+    m = PoseModel(PoseConfig(image_size=size, head_stride=stride)).eval()
+    x, K = _inputs(1, size)
+    rows, cols = torch.arange(21) % n, (torch.arange(21) * 3 + 1) % n  # a different cell per joint
+    logits = torch.full((1, 21, n, n), -1e4)
+    logits[0, torch.arange(21), rows, cols] = 0.0
+    monkeypatch.setattr(m, "heatmaps", lambda images: (logits, torch.zeros_like(logits)))
+    with torch.no_grad():
+        out = m(x, K, torch.full((1,), 90.0))
+    centre = torch.stack([(cols + 0.5) * stride, (rows + 0.5) * stride], -1).float()  # (21, 2) px
+    assert torch.allclose(out.j2d[0], centre, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_gradients_reach_the_backbone_through_every_level(stride):
+    torch.manual_seed(0)
+    m = PoseModel(PoseConfig(image_size=64, head_stride=stride)).train()
+    x, K = _inputs(4)
+    out = m(x, K, torch.full((4,), 90.0))
+    (out.j2d.sum() + out.z_rel.sum()).backward()
+    for name, p in [("conv1", m.stem[0].weight), ("layer1", m.stem[4][0].conv1.weight),
+                    ("layer4", m.layer4[-1].conv2.weight), ("lat3", m.lat3.weight),
+                    *[(f"lats.{i}", lat.weight) for i, lat in enumerate(m.lats)]]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert len(m.lats) == {16: 0, 8: 1, 4: 2}[stride]
+
+
+def test_stride_16_is_the_first_studys_head():
+    """Same modules and state-dict keys as the original stride-16 head: its checkpoints load."""
+    keys = set(PoseModel(PoseConfig(image_size=64, head_stride=16)).state_dict())
+    assert not any(k.startswith(("lats.", "smooths.")) for k in keys)
+    assert {"lat4.weight", "lat3.weight", "fuse.2.weight", "out.weight", "stem.4.0.conv1.weight"} <= keys
+    fine = set(PoseModel(PoseConfig(image_size=64, head_stride=4)).state_dict())
+    assert keys < fine
+
+
+def test_bad_head_stride_names_field():
+    with pytest.raises(ConfigError, match="head_stride"):
+        PoseConfig.from_params({"head_stride": 2})

@@ -1,4 +1,4 @@
-"""``python -m handlib.bench train --size 128 --batch 32``: one JSON line.
+"""``python -m handlib.bench train --size 128 --batch 32 [--head-stride 4|8|16]``: one JSON line.
 
 pose_img_s: M's training throughput through THE loop (``handlib.train.loop.train``) with data
 loading from the HandSim cache included (LabelledFrames over the memory-mapped store), the
@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 from handlib.data.datasets import FrameStore, LabelledFrames
-from handlib.models.pose import PoseConfig, PoseModel
+from handlib.models.pose import HEAD_STRIDE, PoseConfig, PoseModel
 from handlib.train.loop import LoopConfig, resolve_runtime, train
 from handlib.train.pretrain import SupervisedTask
 
@@ -35,7 +35,7 @@ def _store(args) -> tuple[FrameStore, str]:
 def time_pose(store: FrameStore, rt, args) -> float:
     torch.manual_seed(0)
     rows = np.flatnonzero((store.meta["split"] == "train").to_numpy())
-    model = PoseModel(PoseConfig(image_size=args.size, head=args.head))
+    model = PoseModel(PoseConfig(image_size=args.size, head=args.head, head_stride=args.head_stride))
     task = SupervisedTask(model, "batch", lambda_z=1.0, lambda_root=0.1)
     total = args.warmup + args.steps + 1  # the last step also saves a checkpoint: not timed
     stamps: dict[int, float] = {}
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--head", default="heatmap", choices=("heatmap", "regression"))
+    p.add_argument("--head-stride", type=int, default=HEAD_STRIDE, choices=(4, 8, 16),
+                   help="heatmap head's output stride (16: the first study's head)")
     p.add_argument("--preset", default="quick")
     p.add_argument("--cache-root", default=None)
     p.add_argument("--workers", type=int, default=0)
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeats):
         pose.append(time_pose(store, rt, args))
         bare.append(time_resnet(rt, args))
-    out = {"bench": "train", "size": args.size, "batch": args.batch, "head": args.head, "data": source,
+    out = {"bench": "train", "size": args.size, "batch": args.batch, "head": args.head,
+           "head_stride": args.head_stride if args.head == "heatmap" else None, "data": source,
            "device": str(rt.device), "bf16": rt.dtype is not None, "channels_last": rt.channels_last,
            "threads": torch.get_num_threads(), "workers": args.workers, "steps": args.steps,
            "repeats": args.repeats, "pose_img_s": round(max(pose), 1), "resnet18_img_s": round(max(bare), 1),

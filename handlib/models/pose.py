@@ -2,9 +2,13 @@
 
 Two 2.5D heads, chosen by ``PoseConfig.head``:
 
-- ``"heatmap"``: latent 2.5D heatmaps (Iqbal et al. ECCV'18). A light decoder fuses layer4
-  (upsampled) with layer3 at stride 16 and outputs per joint a 2D heatmap logit map H_j and a
-  depth map D_j. j2d = soft-argmax(H_j); z_rel_j = sum(softmax(H_j) * D_j).
+- ``"heatmap"``: latent 2.5D heatmaps (Iqbal et al. ECCV'18). A light top-down decoder (FPN /
+  Simple-Baselines style) fuses layer4 (upsampled) with layer3 at stride 16, then, down to
+  ``head_stride`` (16, 8 or 4), upsamples bilinearly, adds a 1x1 lateral projection of layer2
+  (stride 8) and layer1 (stride 4) and smooths with a 3x3 conv; it outputs per joint a 2D
+  heatmap logit map H_j and a depth map D_j at that stride. j2d = soft-argmax(H_j);
+  z_rel_j = sum(softmax(H_j) * D_j). ``head_stride=16`` is the original head (same modules and
+  state-dict keys: checkpoints of the committed first study load into it).
 - ``"regression"``: global average pool -> linear -> 21 x (u, v, z).
 
 Default: ``"heatmap"``. Measured on HandSim quick (Protocol 2, 100 % labels, 128 px, 250 steps
@@ -48,6 +52,7 @@ from handlib.config import ConfigError, StageConfig, param
 from handlib.geometry import from_25d, normalize_points, root_depth
 from handlib.skeleton import NUM_JOINTS, REF_BONE, ROOT
 
+HEAD_STRIDE = 4  # the heatmap head's default output stride (see PoseConfig.head_stride)
 ZCF_CLAMP = (1.0, 20.0)  # closed-form root depth / C fed on: hands 1-20 reference bones away (~0.1-2 m)
 
 
@@ -66,7 +71,9 @@ class PoseConfig(StageConfig):
     stage = "pose_model"
     image_size: int = param(128, range=(64, 256), help="square input size in px")
     head: str = param("heatmap", choices=("heatmap", "regression"))
-    decoder_channels: int = param(128, range=(16, 512), help="heatmap decoder width")
+    decoder_channels: int = param(128, range=(16, 512), help="heatmap decoder width (stride 16 and 8; half at 4)")
+    head_stride: int = param(HEAD_STRIDE, choices=(4, 8, 16),
+                             help="heatmap stride: 16 = the first study's head (4 x 4 maps at 64 px)")
     refine: bool = param(True, help="refinement MLP on the closed-form root depth")
     scale_source: str = param("gt", choices=("gt", "prior"),
                               help="hand scale at test time: ground-truth bone or the prior")
@@ -132,7 +139,15 @@ class PoseModel(nn.Module):
             self.fuse = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                                       nn.Conv2d(c, c, 3, padding=1, bias=False),
                                       nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-            self.out = nn.Conv2d(c, 2 * J, 1)
+            # finer levels: (lateral input channels, width) at stride 8 (layer2) and 4 (layer1)
+            levels = [(128, c), (64, max(16, c // 2))][: {16: 0, 8: 1, 4: 2}[cfg.head_stride]]
+            self.lats, self.smooths, w = nn.ModuleList(), nn.ModuleList(), c
+            for cin, cout in levels:
+                self.lats.append(nn.Conv2d(cin, w, 1, bias=False))
+                self.smooths.append(nn.Sequential(nn.Conv2d(w, cout, 3, padding=1, bias=False),
+                                                  nn.BatchNorm2d(cout), nn.ReLU(inplace=True)))
+                w = cout
+            self.out = nn.Conv2d(w, 2 * J, 1)
         else:
             self.fc = nn.Linear(512, 3 * J)
         self.refiner = RootRefiner() if cfg.refine else None
@@ -153,16 +168,31 @@ class PoseModel(nn.Module):
         c = [0, 0, 0] if self._root_counts is None else [int(v) for v in self._root_counts.tolist()]
         return {"frames": c[0], "invalid": c[1], "clamped": c[2]}
 
+    def features(self, images: Tensor) -> list[Tensor]:
+        """images (B,3,H,W) in [0,1] -> ResNet stages [layer1 (B,64,H/4,W/4), layer2 (B,128,H/8),
+        layer3 (B,256,H/16), layer4 (B,512,H/32)]."""
+        x = (images - 0.45) / 0.225
+        f1 = self.stem[:5](x)  # conv1, bn1, relu, maxpool, layer1
+        f2 = self.stem[5](f1)  # layer2
+        f3 = self.layer3(f2)
+        return [f1, f2, f3, self.layer4(f3)]
+
+    def heatmaps(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Heatmap head: images (B,3,H,W) -> logits, depth (B,21,H/s,W/s) fp32, s = head_stride."""
+        f1, f2, f3, f4 = self.features(images)
+        y = self.fuse(self.lat3(f3) + F.interpolate(self.lat4(f4), size=f3.shape[-2:], mode="nearest"))
+        for lat, smooth, f in zip(self.lats, self.smooths, (f2, f1)):  # stride 16 -> 8 -> 4
+            up = F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
+            y = smooth(lat(f) + up)
+        y = self.out(y).float()  # (B, 42, h, w): soft-argmax in fp32
+        return y[:, :NUM_JOINTS], y[:, NUM_JOINTS:]
+
     def predict_25d(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """images (B,3,H,W) in [0,1] -> uv (B,21,2) in [0,1] of the crop, z_rel / C (B,21); fp32."""
-        x = (images - 0.45) / 0.225
-        f3 = self.layer3(self.stem(x))
-        f4 = self.layer4(f3)
         if self.cfg.head == "heatmap":
-            y = self.lat3(f3) + F.interpolate(self.lat4(f4), size=f3.shape[-2:], mode="nearest")
-            y = self.out(self.fuse(y)).float()  # (B, 42, h, w): soft-argmax in fp32
-            uv, z = soft_argmax_25d(y[:, :NUM_JOINTS], y[:, NUM_JOINTS:])
+            uv, z = soft_argmax_25d(*self.heatmaps(images))
         else:
+            f4 = self.features(images)[-1]
             y = self.fc(f4.mean((2, 3))).float().view(-1, NUM_JOINTS, 3)
             uv, z = y[..., :2] + 0.5, y[..., 2]
         return uv, z - z[:, ROOT : ROOT + 1]
