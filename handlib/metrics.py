@@ -5,6 +5,7 @@ per-frame results are available; ``evaluate`` reduces them to a flat dict.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -118,3 +119,37 @@ def per_frame_table(pred3d: Tensor, gt3d: Tensor) -> dict[str, Tensor]:
         "mpjpe_st": st_mpjpe(pred3d, gt3d),
         "mpjpe_pa": pa_mpjpe(pred3d, gt3d),
     }
+
+
+def mean_pose(j3d: Tensor, j2d: Tensor) -> tuple[Tensor, Tensor]:
+    """The training set's mean pose: mean j3d (21, 3) mm (camera frame, root included) and mean
+    j2d (21, 2) px over frames (N, 21, 3) / (N, 21, 2). Its root-relative pose is the mean of the
+    root-relative poses (the mean commutes with moving each skeleton to its root)."""
+    return j3d.double().mean(0), j2d.double().mean(0)
+
+
+def mean_pose_baseline(train_j3d: Tensor, train_j2d: Tensor, gt3d: Tensor, gt2d: Tensor) -> dict[str, float]:
+    """``evaluate`` of the floor a pose model must clear: the training set's mean pose
+    (``mean_pose``) predicted for every frame of (N, 21, 3) / (N, 21, 2) ground truth."""
+    p3, p2 = mean_pose(train_j3d, train_j2d)
+    return evaluate(p3.expand(gt3d.shape), gt3d, p2.expand(gt2d.shape), gt2d)
+
+
+def group_bootstrap_ci(values: Tensor, groups, n_boot: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of per-frame ``values`` (N,) when whole groups (e.g. the
+    sequences frames come from; any (N,) labels) are resampled with replacement: frames of one
+    video are not independent, so the interval says how much the mean would move on other
+    videos like these. The mean of a resample is its groups' summed values over their frames."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    if len(v) != len(g):
+        raise ValueError(f"group_bootstrap_ci: {len(v)} values but {len(g)} group labels")
+    if not len(v):
+        raise ValueError("group_bootstrap_ci: no values")
+    sums, counts = np.bincount(g, weights=v), np.bincount(g).astype(np.float64)  # per group
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(sums), np.full(len(sums), 1.0 / len(sums)), size=n_boot)  # (n_boot, G)
+    means = (w @ sums) / np.maximum(w @ counts, 1.0)
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))

@@ -113,3 +113,36 @@ def test_pa_reflection_both_behaviours():
     for flag in (False, True):  # where the best map is a rotation, all three agree
         want = _scipy_pa(noisy[0], gt[0])
         assert float(M.pa_mpjpe(noisy, gt, allow_reflection=flag)) == pytest.approx(want, rel=1e-6)
+
+
+def test_mean_pose_baseline_predicts_the_training_mean():
+    g = torch.Generator().manual_seed(0)
+    train3d = random_hand(50, g).double()
+    train2d = torch.rand(50, 21, 2, generator=g, dtype=torch.float64) * 64
+    p3, p2 = M.mean_pose(train3d, train2d)
+    assert p3.shape == (21, 3) and p2.shape == (21, 2)
+    test3d, test2d = random_hand(7, g).double(), torch.rand(7, 21, 2, generator=g, dtype=torch.float64) * 64
+    res = M.mean_pose_baseline(train3d, train2d, test3d, test2d)
+    assert res == M.evaluate(p3.expand(7, 21, 3), test3d, p2.expand(7, 21, 2), test2d)
+    # the mean pose on its own training frames: no constant pose has a lower mean squared error
+    own = M.mean_pose_baseline(train3d, train2d, train3d, train2d)
+    shifted = M.evaluate(p3.expand(50, 21, 3) + 5.0, train3d)
+    assert own["mpjpe_abs"] < shifted["mpjpe_abs"]
+
+
+def test_group_bootstrap_ci_resamples_whole_groups():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 100)
+    level = rng.normal(0, 10, 6)[groups]  # per-sequence offsets dominate the spread
+    v = torch.from_numpy(20 + level + rng.normal(0, 1, len(groups)))
+    lo, hi = M.group_bootstrap_ci(v, groups, n_boot=2000, seed=0)
+    assert lo < float(v.mean()) < hi
+    # frames treated as independent would give a far narrower interval than whole sequences
+    lo_f, hi_f = M.group_bootstrap_ci(v, np.arange(len(v)), n_boot=2000, seed=0)
+    assert (hi_f - lo_f) < 0.3 * (hi - lo)
+    assert M.group_bootstrap_ci(v, groups, seed=1) != (lo, hi)  # seeded
+    assert M.group_bootstrap_ci(v, groups, seed=0) == (lo, hi)
+    const = M.group_bootstrap_ci(torch.full((10,), 3.0), np.arange(10) % 2)
+    assert const == pytest.approx((3.0, 3.0))
+    with pytest.raises(ValueError, match="group labels"):
+        M.group_bootstrap_ci(v, groups[:10])

@@ -232,7 +232,25 @@ def test_run_pretrain_writes_record(tmp_path):
     hist = pd.read_csv(d / "history.csv")
     assert list(hist["step"]) == [1, 2, 3, 4, 5] and list(hist["phase"]) == ["batch"] * 3 + ["frozen"] * 2
     assert "eval_val_mpjpe_rr" in hist.columns
-    assert out["checkpoint"].exists() and out["checkpoint"].parent.name == "frozen"
+    # the selected M (best validation abs MPJPE over both phases' evaluations) is the checkpoint
+    sel = met["selection"]
+    assert sel["select_on"] == "val_mpjpe_abs" and sel["selected_step"] in (2, 3, 4, 5)
+    assert out["checkpoint"].exists() and out["checkpoint"].parent.name == "best"
+    assert out["checkpoint"].name == f"best-{sel['selected_step']:06d}.pt"
+    assert list(out["checkpoint"].parent.glob("best-*.pt")) == [out["checkpoint"]]  # others pruned
+    assert met["checkpoint"]["path"] == str(out["checkpoint"])
+    evals = hist.dropna(subset=["eval_val_mpjpe_abs"])
+    assert sel["selected_value"] == pytest.approx(evals["eval_val_mpjpe_abs"].min())
+    assert ("at_last_step" in sel) == (sel["selected_step"] != 5)
+    # the floor beside M, the validation noise and sequence-bootstrap intervals
+    assert met["mean_pose"]["test"]["mpjpe_rr"] > 0 and np.isfinite(met["mean_pose"]["val"]["epe_2d"])
+    assert met["vs_mean_pose"]["test/mpjpe_rr"] == pytest.approx(
+        1 - met["test"]["overall"]["mpjpe_rr"] / met["mean_pose"]["test"]["mpjpe_rr"])
+    assert met["val_noise"]["evaluations"] == 3 and met["val_noise"]["steps"] == [2, 3, 5]
+    assert met["val_noise"]["val_mpjpe_rr"]["range"] >= 0
+    boot = met["test"]["bootstrap"]
+    assert boot["by"] == "sequence" and boot["n_sequences"] >= 1
+    assert boot["mpjpe_rr"][0] <= met["test"]["overall"]["mpjpe_rr"] <= boot["mpjpe_rr"][1]
     assert out["checkpoint"].is_relative_to(tmp_path / "cache" / "checkpoints" / out["run_id"])
     # the bone-length prior path: evaluation without ground-truth scale, recorded as such
     from handlib.train.evaluate import evaluate_splits
@@ -296,3 +314,24 @@ def test_progress_shows_headline_errors_not_every_metric():
     assert shown["loss_M"] == "0.03" and shown["val_mpjpe_abs"] == "88.6"
     assert eval_line(50, 400, ev, 40.2) == "  step 50/400 (40 s): val mpjpe_abs 88.6, mpjpe_rr 52.9, epe_2d 23.4"
     assert eval_line(1, 2, {"loss_M": 1.0}, 0.0).endswith("val -")
+
+
+def test_select_last_keeps_the_last_step(tmp_path):
+    store = tiny_store()
+    cfg = PretrainConfig(image_size=SIZE, steps=2, frozen_steps=1, batch_size=4, warmup_steps=0, ckpt_every=0,
+                         eval_every=1, device="cpu", precision="fp32", smoke=True, progress=False, augment=False,
+                         select_on="last", results=str(tmp_path / "res"), cache_root=str(tmp_path / "cache"))
+    from handlib.data.protocols import make_split
+    split = make_split(store.meta, protocol=2, fraction=0.5, seed=0, val_fraction=0.25)
+    out = run_pretrain(cfg, data=types.SimpleNamespace(store=store), split=split)
+    assert out["checkpoint"].parent.name == "frozen" and out["checkpoint"].name == "last.pt"
+    assert out["metrics"]["selection"] == {"select_on": "last", "selected_step": 3, "last_step": 3}
+
+
+def test_pretrain_config_from_record_applies_legacy_defaults():
+    old = {"config": {"fraction": 0.1, "image_size": 128, "augment": False}}  # a first-study record
+    cfg = PretrainConfig.from_record(old)
+    assert (cfg.head_stride, cfg.select_on, cfg.eval_max_frames, cfg.fraction) == (16, "last", 512, 0.1)
+    assert cfg.pose_config().head_stride == 16
+    new = PretrainConfig.from_record(PretrainConfig(fraction=0.1).to_dict())  # a record with every key
+    assert new == PretrainConfig(fraction=0.1) and new.head_stride == 4 and new.augment

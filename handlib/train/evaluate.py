@@ -20,6 +20,8 @@ from handlib import metrics
 from handlib.data.datasets import FrameStore, LabelledFrames, batch_loader, images_to_tensor
 from handlib.skeleton import ref_bone_length
 
+BOOTSTRAP_N = 2000  # sequence-bootstrap resamples of every evaluated split
+
 
 @torch.no_grad()
 def predict(model: nn.Module, store: FrameStore, rows: np.ndarray, runtime, batch_size: int = 64,
@@ -79,10 +81,27 @@ def root_summary(pred: dict[str, Tensor]) -> dict | None:
             "clamped": cl, "clamped_fraction": cl / n if n else 0.0}
 
 
+def sequence_bootstrap(pred: dict[str, Tensor], meta: pd.DataFrame, n_boot: int = BOOTSTRAP_N,
+                       level: float = 0.95, seed: int = 0) -> dict:
+    """95 % intervals of the mean abs / root-relative MPJPE (mm) and 2D EPE (px) over the
+    predicted frames when whole sequences are resampled (``metrics.group_bootstrap_ci``)."""
+    seqs = meta["sequence"].astype(str).to_numpy()[pred["row"].numpy()]
+    per_frame = {"mpjpe_abs": metrics.mpjpe(pred["pred3d"], pred["gt3d"]),
+                 "mpjpe_rr": metrics.rr_mpjpe(pred["pred3d"], pred["gt3d"]),
+                 "epe_2d": metrics.epe_2d(pred["pred2d"], pred["gt2d"])}
+    out: dict = {"by": "sequence", "n_sequences": int(len(set(seqs.tolist()))), "level": level, "n_boot": n_boot}
+    for k, v in per_frame.items():
+        out[k] = list(metrics.group_bootstrap_ci(v.double(), seqs, n_boot, level, seed))
+    return out
+
+
 def evaluate_predictions(pred: dict[str, Tensor], meta: pd.DataFrame) -> dict:
-    """{'overall': metrics, 'per_action': {action: metrics}, 'n_frames': N}."""
+    """{'overall': metrics, 'per_action': {action: metrics}, 'n_frames': N, 'bootstrap':
+    sequence-bootstrap intervals of the headline errors (``sequence_bootstrap``)}."""
     res = {"n_frames": int(len(pred["row"])),
            "overall": metrics.evaluate(pred["pred3d"], pred["gt3d"], pred["pred2d"], pred["gt2d"])}
+    if len(pred["row"]) and "sequence" in meta:
+        res["bootstrap"] = sequence_bootstrap(pred, meta)
     actions = meta["action"].to_numpy()[pred["row"].numpy()]
     per = {}
     for a in sorted(set(actions.tolist()), key=str):

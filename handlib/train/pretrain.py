@@ -4,9 +4,22 @@ batch statistics, then BN frozen at its aggregate statistics). One stage = one r
 in ``cache_dir()/checkpoints/<run_id>/data-<id>-code-<hash>/<phase>/last.pt``, never in git,
 and the record names the final one (``metrics.json["checkpoint"]``, read by
 ``stage.find_pretrain``). The scaffolding shared with later stages is ``handlib.train.stage``.
+
+Model selection (``select_on``): every evaluation (``eval_every``, both BN phases, on all
+validation frames by default) that improves the chosen validation error keeps M's weights in
+``<checkpoint root>/best/best-<step>.pt``; the selected M is evaluated and named as the
+record's checkpoint, the last step's errors are reported beside it (``at_last_step``).
+The record also holds the mean-pose baseline (the labelled frames' mean pose predicted for
+every frame: the floor M must clear), the validation noise (spread of the last evaluations)
+and sequence-bootstrap intervals of every split's errors (``evaluate.sequence_bootstrap``).
+
+Defaults changed for the regime of issue 22 (finer heatmaps, augmentation, selection on all
+validation frames); ``LEGACY`` holds the values older records were made with, applied by
+``PretrainConfig.from_record`` to keys such a record lacks.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -17,14 +30,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from handlib import metrics as M
 from handlib.config import ConfigError, StageConfig, param
 from handlib.data.datasets import LabelledFrames
+from handlib.data.handsim.augment import HandAugment
+from handlib.geometry import project
 from handlib.losses import supervised_loss
-from handlib.models.pose import PoseConfig, PoseModel
+from handlib.models.pose import HEAD_STRIDE, PoseConfig, PoseModel
 from handlib.repro import atomic_write_text, seed_everything
 from handlib.skeleton import ref_bone_length
 from handlib.train.bn import set_train_mode
-from handlib.train.evaluate import flat_metrics
+from handlib.train.evaluate import evaluate_splits, flat_metrics
 from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
 from handlib.train.stage import (  # noqa: F401  (code_hash, load_data: re-exported for older callers)
     build_split,
@@ -38,6 +54,11 @@ from handlib.train.stage import (  # noqa: F401  (code_hash, load_data: re-expor
     run_facts,
     val_eval_fn,
 )
+
+SELECT_ON = ("val_mpjpe_abs", "val_mpjpe_rr", "val_epe_2d", "last")
+# values of changed defaults that records made before them were made with (``from_record``)
+LEGACY = {"head_stride": 16, "augment": False, "eval_max_frames": 512, "select_on": "last"}
+VAL_NOISE_LAST = 3  # evaluations whose spread is the validation noise
 
 
 @dataclass(frozen=True)
@@ -56,8 +77,9 @@ class PretrainConfig(StageConfig):
                                    help="seed of the labelled/val split; None = seed (vary both together)")
     image_size: int = param(128, range=(64, 256))
     head: str = param("heatmap", choices=("heatmap", "regression"))
+    head_stride: int = param(HEAD_STRIDE, choices=(4, 8, 16), help="heatmap stride; 16 = the first study's head")
     refine: bool = param(True)
-    augment: bool = param(False, help="HandSim image augmentation; off: effect not measured yet")
+    augment: bool = param(True, help="label-consistent image augmentation (HandAugment) of the labelled batches")
     steps: int = param(2000, range=(1, None), help="phase 1 steps (BN batch statistics)")
     frozen_steps: int = param(500, range=(0, None), help="phase 2 steps (BN frozen), bn_phase='both'")
     batch_size: int = param(32, range=(2, 4096))
@@ -76,7 +98,9 @@ class PretrainConfig(StageConfig):
                            help="test crops: 'gt' from the frame's labels, 'previous' label-free (t-1, t-2 boxes)")
     missing_images: str = param("raise", choices=("raise", "skip"), help="FPHAB: frames without an image")
     eval_every: int = param(0, range=(0, None))
-    eval_max_frames: int = param(512, range=(0, None), help="val frames for periodic eval; 0 = all")
+    eval_max_frames: int = param(0, range=(0, None), help="val frames for periodic eval; 0 = all")
+    select_on: str = param("val_mpjpe_abs", choices=SELECT_ON,
+                           help="validation error whose best evaluation gives the final M; 'last' = last step")
     ckpt_every: int = param(500, range=(0, None))
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     precision: str = param("auto", choices=("auto", "bf16", "fp32"))
@@ -99,9 +123,17 @@ class PretrainConfig(StageConfig):
             raise ConfigError(f"PretrainConfig.root: required for dataset {self.dataset!r} (or set "
                               f"HANDLIB_{self.dataset.upper()}_ROOT)")
 
+    @classmethod
+    def from_record(cls, config: dict[str, Any]) -> "PretrainConfig":
+        """The config of a record's ``config.json`` (the ``config`` block or the flat dict): its
+        keys that are fields, and for changed defaults it lacks, the values it was made with
+        (``LEGACY``), so an older record rebuilds the M its checkpoint holds."""
+        config = config.get("config", config)
+        return cls.from_params({**LEGACY, **{k: v for k, v in config.items() if k in cls.field_names()}})
+
     def pose_config(self) -> PoseConfig:
-        return PoseConfig(image_size=self.image_size, head=self.head, refine=self.refine,
-                          scale_source=self.scale_source)
+        return PoseConfig(image_size=self.image_size, head=self.head, head_stride=self.head_stride,
+                          refine=self.refine, scale_source=self.scale_source)
 
     def phases(self) -> list[tuple[str, int]]:
         """(BN phase, steps) in training order."""
@@ -119,15 +151,57 @@ class PretrainConfig(StageConfig):
                           resume=not self.smoke, progress=self.progress)
 
 
+class BestKeeper:
+    """Keeps M's weights at the best (lowest) validation value of ``metric`` over every
+    evaluation it is shown, one file per improving step (``best-<step>.pt``: a resumed run whose
+    restored state predates the last file written still finds the weights it selected)."""
+
+    def __init__(self, model: PoseModel, metric: str, directory: Path):
+        self.model, self.metric, self.directory = model, metric, Path(directory)
+        self.best = {"value": math.inf, "step": 0}
+
+    def path(self, step: int | None = None) -> Path:
+        return self.directory / f"best-{self.best['step'] if step is None else step:06d}.pt"
+
+    def update(self, step: int, res: dict[str, float]) -> None:
+        v = res.get(self.metric)
+        if v is None or not math.isfinite(v) or v >= self.best["value"]:
+            return
+        path = self.path(step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"step": step, "metric": self.metric, "value": float(v),
+                    "modules": {"M": self.model.state_dict()}}, tmp)
+        os.replace(tmp, path)
+        self.best = {"value": float(v), "step": int(step)}
+
+    def prune(self) -> None:
+        """Delete every best-*.pt but the selected one."""
+        for f in self.directory.glob("best-*.pt"):
+            if f != self.path():
+                f.unlink()
+
+
 class SupervisedTask:
-    """M on labelled frames: L_2D + lambda_z L_z + lambda_root L_root (training scale = GT bone)."""
+    """M on labelled frames: L_2D + lambda_z L_z + lambda_root L_root (training scale = GT bone).
+    With a ``keeper`` (``BestKeeper``), each evaluation at loop step s offers M's weights as
+    those of global step ``step_offset + s``."""
 
     def __init__(self, model: PoseModel, bn_phase: str, lambda_z: float, lambda_root: float,
-                 eval_fn=None):
+                 eval_fn=None, keeper: BestKeeper | None = None, step_offset: int = 0):
         self.model, self.bn_phase = model, bn_phase
         self.lambda_z, self.lambda_root, self.eval_fn = lambda_z, lambda_root, eval_fn
+        self.keeper, self.step_offset = keeper, step_offset
         self.modules = {"M": model}
         self.optimised = {"M": list(model.parameters())}
+
+    # the loop's optional hooks: the keeper's best so far goes into (and back from) checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.keeper.best)} if self.keeper is not None else {}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        if self.keeper is not None and "best" in st:
+            self.keeper.best = dict(st["best"])
 
     def train_mode(self) -> None:
         set_train_mode(self.model, self.bn_phase)
@@ -140,7 +214,48 @@ class SupervisedTask:
         return {"M": loss}, {k: float(v.detach()) for k, v in parts.items()}
 
     def evaluate(self, step: int) -> dict[str, float]:
-        return self.eval_fn() if self.eval_fn is not None else {}
+        res = self.eval_fn() if self.eval_fn is not None else {}
+        if self.keeper is None:
+            return res
+        self.keeper.update(self.step_offset + step, res)
+        return {**res, "best_step": float(self.keeper.best["step"])}
+
+
+def mean_pose_block(store, split, rows: dict[str, np.ndarray]) -> dict:
+    """The mean-pose baseline: the labelled frames' mean pose (3D mm camera frame, 2D crop px)
+    predicted for every frame of each named split of rows (rows without 3D labels dropped)."""
+    lab = np.asarray(split.labelled_rows)
+    j3d = torch.from_numpy(np.asarray(store.j3d[lab])).double()
+    K = torch.from_numpy(np.asarray(store.K[lab])).double()
+    out: dict[str, Any] = {"source": f"mean pose of the {len(lab)} labelled frames, predicted for every frame"}
+    for name, r in rows.items():
+        r = np.asarray(r)
+        g3 = torch.from_numpy(np.asarray(store.j3d[r])).double()
+        keep = ~torch.isnan(g3).flatten(1).any(1)
+        if keep.any():
+            g3, gK = g3[keep], torch.from_numpy(np.asarray(store.K[r])).double()[keep]
+            out[name] = M.mean_pose_baseline(j3d, project(j3d, K), g3, project(g3, gK))
+    return out
+
+
+def vs_mean_pose(res: dict, base: dict) -> dict[str, float]:
+    """M's error as a fraction below the mean pose's, per split and headline metric."""
+    return {f"{s}/{k}": 1.0 - res[s]["overall"][k] / base[s][k] for s in ("val", "test")
+            if s in base and "overall" in res.get(s, {}) for k in ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "epe_2d")
+            if base[s][k] > 0}
+
+
+def val_noise(history: list[dict], last: int = VAL_NOISE_LAST) -> dict:
+    """Spread (max - min and standard deviation) of each validation error over the last
+    ``last`` periodic evaluations: how much the selection signal moves between evaluations."""
+    rows = [r for r in history if any(k.startswith("eval_val_") for k in r)][-last:]
+    out: dict[str, Any] = {"evaluations": len(rows), "steps": [int(r["step"]) for r in rows]}
+    for k in ("val_mpjpe_abs", "val_mpjpe_rr", "val_epe_2d"):
+        v = np.array([r[f"eval_{k}"] for r in rows if f"eval_{k}" in r], dtype=np.float64)
+        if len(v):
+            out[k] = {"values": v.tolist(), "range": float(v.max() - v.min()),
+                      "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return out
 
 
 def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
@@ -163,16 +278,14 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     lab = np.asarray(split.labelled_rows)
     model.bone_prior.fill_(float(ref_bone_length(torch.from_numpy(store.j3d[lab])).mean()))
     eval_fn = val_eval_fn(model, store, split, rt, cfg)
-    transform = None
-    if cfg.augment:
-        from handlib.data.handsim import HandAugment
-        transform = HandAugment()
+    transform = HandAugment() if cfg.augment else None
     streams = {"labelled": (LabelledFrames(store, lab, transform), cfg.batch_size)}
     if cfg.bn_phase == "frozen":
         model.load_state_dict(load_checkpoint(Path(cfg.init_checkpoint))["modules"]["M"])
+    keeper = BestKeeper(model, cfg.select_on, ckroot / "best") if cfg.select_on != "last" else None
     history, phases, offset = [], [], 0
     for phase, steps in cfg.phases():
-        task = SupervisedTask(model, phase, cfg.lambda_z, cfg.lambda_root, eval_fn)
+        task = SupervisedTask(model, phase, cfg.lambda_z, cfg.lambda_root, eval_fn, keeper, offset)
         lr = cfg.frozen_lr if phase == "frozen" else cfg.lr
         warm = cfg.warmup_steps if phase == "batch" else 0
         h = train(task, streams, cfg.loop_config(steps, warm, lr), ckroot / phase, runtime=rt)
@@ -182,11 +295,27 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
     ckpt = ckroot / phases[-1]["phase"] / "last.pt"
     train_time = time.perf_counter() - t0
 
+    selection: dict[str, Any] = {"select_on": cfg.select_on, "selected_step": offset, "last_step": offset}
+    if keeper is not None and keeper.best["step"]:
+        selection.update(selected_step=int(keeper.best["step"]), selected_value=keeper.best["value"])
+        if keeper.best["step"] != offset:  # the last step's errors beside the selected M's
+            test = np.asarray(split.test_rows)
+            last = evaluate_splits(model, store, {"val": np.asarray(split.val_rows),
+                                                  "test": test[~np.isnan(store.j3d[test]).any(axis=(1, 2))]},
+                                   rt, 64, cfg.scale_source)
+            selection["at_last_step"] = {s: {"overall": r["overall"], "bootstrap": r.get("bootstrap")}
+                                         for s, r in last.items() if isinstance(r, dict)}
+        ckpt = keeper.path()
+        model.load_state_dict(load_checkpoint(ckpt)["modules"]["M"])
+        keeper.prune()
     res = final_evaluation(model, data, split, rt, cfg, out_dir=rec.dir)
+    base = mean_pose_block(store, split, {"val": split.val_rows, "test": split.test_rows})
     facts = run_facts(cfg, data, model)
     hist = pd.DataFrame(history)
     atomic_write_text(rec.path("history.csv"), hist.to_csv(index=False))
-    out_metrics = {**res, "flat": flat_metrics(res), "wall_time_s": time.perf_counter() - t0,
+    out_metrics = {**res, "flat": flat_metrics(res), "selection": selection, "mean_pose": base,
+                   "vs_mean_pose": vs_mean_pose(res, base), "val_noise": val_noise(history),
+                   "wall_time_s": time.perf_counter() - t0,
                    "train_time_s": train_time, "n_labelled": int(len(lab)),
                    "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None,
                                "channels_last": rt.channels_last, "threads": torch.get_num_threads()},
