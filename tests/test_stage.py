@@ -96,7 +96,8 @@ def test_find_pretrain_survives_a_new_module(finished, monkeypatch):
     model.eval(), ref.eval()
     with torch.no_grad():
         assert torch.allclose(model(x, K).j3d, ref(x, K).j3d)
-    assert load_checkpoint(found["checkpoint"])["step"] == 1  # the frozen phase's last step
+    # the best-validation M (global step over both BN phases), as the record says
+    assert load_checkpoint(found["checkpoint"])["step"] == found["metrics"]["selection"]["selected_step"]
     # the split is read back exactly
     assert stage.same_split(stage.read_split(found["split_csv"], store, found["config"]), out["split"])
 
