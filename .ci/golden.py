@@ -3,24 +3,47 @@
     HANDLIB_RESULTS=.cache/test-results .venv/bin/python .ci/golden.py notebooks/02_pretrain.ipynb
 
 Keeps stdout streams, the text/plain of results and displays (tables, reprs) and figures as
-small PNGs (at most MAX_PNG bytes; a larger figure leaves no trace, never a bare
-"<Figure size ...>" repr); drops widgets, stderr (progress bars) and per-cell timing metadata,
+small PNGs (a figure over MAX_PNG bytes of base64 is scaled down until it fits, so every figure
+stays visible in the committed notebook; never a bare "<Figure size ...>" repr); drops widgets, stderr (progress bars) and per-cell timing metadata,
 so committed notebooks stay small and a reader sees the pictures. Execution counts and the
 `parameters` tag are kept.
 """
 from __future__ import annotations
 
+import base64
+import io
 import sys
 from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
+from PIL import Image
 
 
 MAX_PNG = 60_000  # bytes of base64 per figure
+# the kernel `make` installs into .venv: a notebook that names it opens unmodified in JupyterLab
+KERNELSPEC = {"display_name": "Python 3 (handlib .venv)", "language": "python", "name": "python3"}
+
+
+def shrink_png(b64: str, limit: int = MAX_PNG) -> str:
+    """The PNG scaled down (and reduced to a 256-colour palette) until its base64 fits ``limit``."""
+    if len(b64) <= limit:
+        return b64
+    img = Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")
+    scale = 1.0
+    while True:
+        w, h = max(1, int(img.width * scale)), max(1, int(img.height * scale))
+        small = img.resize((w, h), Image.LANCZOS).quantize(256)
+        buf = io.BytesIO()
+        small.save(buf, format="PNG", optimize=True)
+        out = base64.b64encode(buf.getvalue()).decode()
+        if len(out) <= limit or w <= 64:
+            return out
+        scale *= 0.85
 
 
 def slim(nb) -> None:
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
@@ -30,10 +53,9 @@ def slim(nb) -> None:
             if out.output_type == "stream" and out.name == "stdout":
                 keep.append(out)
             elif out.output_type in ("execute_result", "display_data") and "image/png" in out.data:
-                if len(out.data["image/png"]) <= MAX_PNG:
-                    out.data = {"image/png": out.data["image/png"], "text/plain": out.data.get("text/plain", "")}
-                    out.metadata = {}
-                    keep.append(out)
+                out.data = {"image/png": shrink_png(out.data["image/png"]), "text/plain": out.data.get("text/plain", "")}
+                out.metadata = {}
+                keep.append(out)
             elif out.output_type in ("execute_result", "display_data") and "text/plain" in out.data:
                 if "application/vnd.jupyter.widget-view+json" in out.data:
                     continue
