@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from handlib import report as R
 from handlib.analysis import aggregate as A
 
 
@@ -100,7 +101,6 @@ def test_ci_of_one_value_is_open_and_markdown_renders():
 
 
 def test_change_and_action_tables_before_after_per_method(tmp_path):
-    from handlib.analysis import report as R
 
     _study(tmp_path)
     df = A.adversarial_runs(tmp_path)

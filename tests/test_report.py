@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from handlib.analysis import report as R
+from handlib import report as R
 
 matplotlib.use("Agg")
 
@@ -100,7 +100,7 @@ def test_save_table_and_figure_write_both_formats(tmp_path):
 
 
 def test_explorer_frame_figure_draws_image_skeletons_and_error_curve():
-    from handlib.analysis.explorer import frame_figure
+    from handlib.explorer import frame_figure
 
     rng = np.random.default_rng(0)
     fig = frame_figure(np.zeros((64, 64, 3), np.uint8), rng.uniform(0, 64, (21, 2)), rng.uniform(0, 64, (21, 2)),

@@ -1,12 +1,20 @@
 """An ipywidgets explorer (notebook 06, ``interactive=True``): pick a finished adversarial-stage
 run, scrub a test sequence frame by frame: the input crop with true and predicted skeletons,
-and the error over time with the current frame marked."""
+and the error over time with the current frame marked. It loads models and data through
+``train``, so it sits above ``analysis`` (which never imports ``train``)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from handlib import metrics as MX
+from handlib.analysis.aggregate import adversarial_runs
+from handlib.train.adversarial import load_selected
+from handlib.train.evaluate import predict
 from handlib.train.figures import GT_COLOR, PRED_COLOR, _skeleton_2d
+from handlib.train.loop import resolve_runtime
+from handlib.train.pretrain import PretrainConfig
+from handlib.train.stage import find_pretrain, load_data, read_split
 
 
 def frame_figure(image: np.ndarray, gt2d: np.ndarray, pred2d: np.ndarray, err: np.ndarray, t: int,
@@ -30,16 +38,8 @@ def frame_figure(image: np.ndarray, gt2d: np.ndarray, pred2d: np.ndarray, err: n
 
 def explorer(results: str | None = None, length: int = 128):
     """The widget: a run dropdown and a frame slider (needs the runs' selected checkpoints)."""
-    import ipywidgets as W
+    import ipywidgets as W  # deferred: a widget front-end is only needed when the explorer is opened
     from IPython.display import display
-
-    from handlib import metrics as MX
-    from handlib.analysis.aggregate import adversarial_runs
-    from handlib.train.adversarial import load_selected
-    from handlib.train.evaluate import predict
-    from handlib.train.loop import resolve_runtime
-    from handlib.train.pretrain import PretrainConfig
-    from handlib.train.stage import find_pretrain, load_data, read_split
 
     runs = adversarial_runs(results)
     if not len(runs):

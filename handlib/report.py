@@ -1,4 +1,6 @@
 """The study's tables and figures (notebooks 04-06), built from ``aggregate.adversarial_runs``.
+It sits above ``analysis`` because it reads the study's grids (``study.expand``) to know which
+runs a params file lists; ``analysis`` itself never imports ``train`` or ``study``.
 
 - ``sweep_table``: Fig. 4 analogue, error vs label fraction per method (the pre-trained M,
   alone at 100 % labels, beside the two continuations): mean, 95 % CI, n;
@@ -25,7 +27,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from handlib.analysis.aggregate import ci95, paired, to_markdown
+from handlib import study
+from handlib.analysis.aggregate import DIAGNOSTICS, ci95, paired, to_markdown
 from handlib.config import StageConfig, param
 from handlib.paths import results_dir
 from handlib.repro import atomic_write_text
@@ -189,15 +192,11 @@ def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
 # ---------------------------------------------------------------- what is missing, writing
 def missing_runs(params_file: str, results: str | None = None) -> list[str]:
     """Ids of the runs of ``params_file`` without a finished record (the runs to launch)."""
-    from handlib import study
-
     return [r.id for r in _expand(params_file, results) if not study._finished(r.out_dir)]
 
 
 def _expand(params_file: str, results: str | None):
     """The runs of a params file (a relative path is taken from the repository root)."""
-    from handlib import study
-
     s = study.load_study(study.REPO_ROOT / params_file if not Path(params_file).is_absolute() else params_file)
     if results is not None:
         s.results = results
@@ -328,7 +327,6 @@ def change_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per method, means over seeds: each test diagnostic of the pre-trained M ("before") and of
     the selected M ("after"), D's probe on validation windows and the final D's AUC against
     jitter / bone noise / shuffling on held-out corpus windows (where the method has a D)."""
-    from handlib.analysis.aggregate import DIAGNOSTICS
 
     out = []
     for method, g in df.groupby("method", sort=False):
