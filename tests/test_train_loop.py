@@ -73,6 +73,18 @@ def test_lr_schedule_is_pure():
     assert get_lr(50, cfg.replace(schedule="constant")) == 1e-3
 
 
+def test_lr_schedule_warms_up_linearly_then_decays_monotonically_to_the_floor():
+    cfg = LoopConfig(steps=200, lr=2e-3, warmup_steps=20, min_lr_ratio=0.05)
+    lrs = [get_lr(s, cfg) for s in range(cfg.steps)]
+    assert lrs[:20] == pytest.approx([2e-3 * (s + 1) / 20 for s in range(20)])  # linear warm-up
+    assert all(a >= b for a, b in zip(lrs[19:], lrs[20:]))  # cosine: never rises after the warm-up
+    assert get_lr(110, cfg) == pytest.approx(2e-3 * (0.05 + 0.95 * 0.5))  # half-way: mid-point
+    assert lrs[-1] > 2e-3 * 0.05 and get_lr(cfg.steps, cfg) == pytest.approx(2e-3 * 0.05)
+    assert get_lr(10 * cfg.steps, cfg) == pytest.approx(2e-3 * 0.05)  # stays at the floor
+    no_warm = cfg.replace(warmup_steps=0)
+    assert get_lr(0, no_warm) == pytest.approx(2e-3)
+
+
 def test_step_batches_are_a_function_of_step():
     a = StepBatchSampler(20, 6, seed=3, start=0, stop=9)
     b = StepBatchSampler(20, 6, seed=3, start=4, stop=9)
@@ -232,6 +244,10 @@ def test_run_pretrain_writes_record(tmp_path):
     hist = pd.read_csv(d / "history.csv")
     assert list(hist["step"]) == [1, 2, 3, 4, 5] and list(hist["phase"]) == ["batch"] * 3 + ["frozen"] * 2
     assert "eval_val_mpjpe_rr" in hist.columns
+    # the learning curve's lr column: the schedule of each phase (warm-up + cosine; BN-frozen: no warm-up)
+    for phase, (steps, warm, lr) in {"batch": (3, 1, cfg.lr), "frozen": (2, 0, cfg.frozen_lr)}.items():
+        lc = LoopConfig(steps=steps, lr=lr, warmup_steps=warm)
+        assert list(hist.loc[hist["phase"] == phase, "lr"]) == pytest.approx([get_lr(s, lc) for s in range(steps)])
     # the selected M (best validation abs MPJPE over both phases' evaluations) is the checkpoint
     sel = met["selection"]
     assert sel["select_on"] == "val_mpjpe_abs" and sel["selected_step"] in (2, 3, 4, 5)
