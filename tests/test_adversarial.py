@@ -24,16 +24,17 @@ def _store(T=12):
 
 def _setup(method="adversarial", representation="25d", **kw):
     torch.manual_seed(0)
+    kw = {"d_warmup": 0, "lambda_warmup": 0, **kw}
     cfg = AdversarialConfig(method=method, representation=representation, S=S, d_channels=16,
-                            unlabelled_frames=2 * S, batch_size=4, d_warmup=0, lambda_warmup=0, lambda_mm=1.0,
-                            progress=False, **kw)
+                            unlabelled_frames=2 * S, batch_size=4, lambda_mm=1.0, progress=False, **kw)
     model = PoseModel(PoseConfig(image_size=SIZE))
     D = MotionDiscriminator(cfg.motion_config()) if cfg.uses_d else None
     store = _store()
     motion = [random_hand(10, torch.Generator().manual_seed(i)).float().numpy() for i in range(3)]
     streams = {"labelled": (LabelledFrames(store, store.rows_of(["s0"])), 4),
                "unlabelled": (VideoWindows(store, ["s1"], S=cfg.window), 2 * S // cfg.window),
-               "motion": (MotionWindows(motion, [store.K[0]] * 3, S=cfg.window), 2 * S // cfg.window)}
+               "motion": (MotionWindows(motion, [store.K[0]] * 3, S=cfg.window),
+                          cfg.d_train_config().real_batch * cfg.d_updates)}
     return cfg, model, D, store, streams
 
 
@@ -66,7 +67,8 @@ def test_video_labels_are_never_read():
     task = AdversarialTask(model, D, cfg, 1.0, 0.1)
     task.train_mode()
     losses, logs = task.step(_batch(streams), 0)
-    assert set(losses) == {"M", "D"} and all(torch.isfinite(v) for v in losses.values())
+    assert set(losses) == {"M"} and all(torch.isfinite(v) for v in losses.values())
+    assert "loss_D" in logs  # D's update happened inside the step (its own optimiser)
     assert all(np.isfinite(v) for v in logs.values())  # s1's labels are NaN: any read would show here
 
 
@@ -90,18 +92,20 @@ def test_each_method_trains_through_the_loop(method, tmp_path):
         streams.pop("motion")
     task = AdversarialTask(model, D, cfg, 1.0, 0.1)
     before = {k: [p.detach().clone() for p in m.parameters()] for k, m in task.modules.items()}
-    optim = {"D": {"betas": (0.5, 0.999), "schedule": "constant"}} if D is not None else None
     lc = LoopConfig(steps=2, lr=1e-4, schedule="constant", progress=False, precision="fp32", channels_last="off")
-    h = train(task, streams, lc, tmp_path, runtime=Runtime(torch.device("cpu"), None, False), optim=optim)
+    h = train(task, streams, lc, tmp_path, runtime=Runtime(torch.device("cpu"), None, False))
     assert len(h) == 2 and np.isfinite(h[-1]["loss_M"])
     assert ("loss_D" in h[-1]) == (D is not None) and ("l_smooth" in h[-1]) == (method == "smoothness")
     for k, m in task.modules.items():
         assert any(not torch.equal(a, p) for a, p in zip(before[k], m.parameters())), k
 
 
-def test_resume_reproduces_history_and_selection(tmp_path):
+@pytest.mark.parametrize("d_kw", [{"d_every": 2},
+                                  {"d_replay": 16, "d_fake_batch": 6, "d_updates": 2, "d_nda": 0.3, "d_r1": 0.5,
+                                   "d_input": "pose_diff", "d_pool": "window"}])
+def test_resume_reproduces_history_and_selection(tmp_path, d_kw):
     def run(steps, ckdir):
-        cfg, model, D, store, streams = _setup(d_every=2)
+        cfg, model, D, store, streams = _setup(lambda_warmup=2, eval_every=1, steps=steps, **d_kw)
         val = LabelledFrames(store, store.rows_of(["s0"])).__getitems__(list(range(4)))
 
         def eval_fn():  # deterministic validation number: mean abs error of the predicted j3d
@@ -113,8 +117,7 @@ def test_resume_reproduces_history_and_selection(tmp_path):
         task = AdversarialTask(model, D, cfg, 1.0, 0.1, eval_fn, best_dir=ckdir)
         lc = LoopConfig(steps=steps, lr=1e-3, schedule="constant", eval_every=1, ckpt_every=1, progress=False,
                         precision="fp32", channels_last="off")
-        h = train(task, streams, lc, ckdir, runtime=Runtime(torch.device("cpu"), None, False),
-                  optim={"D": {"betas": (0.5, 0.999), "lr_scale": 2.0, "schedule": "constant"}})
+        h = train(task, streams, lc, ckdir, runtime=Runtime(torch.device("cpu"), None, False))
         return h, task
 
     straight, t1 = run(4, tmp_path / "a")
@@ -122,8 +125,24 @@ def test_resume_reproduces_history_and_selection(tmp_path):
     resumed, t2 = run(4, tmp_path / "b")
     strip = [{k: v for k, v in r.items() if k != "time_s"} for r in straight]
     assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in resumed]
-    assert t1.best == t2.best and t2.best_path().exists()
+    assert t1.best == t2.best and t2.best_path().exists() and t1.best_full == t2.best_full
+    if t1.trainer.buffer is not None:  # the replay buffer resumed exactly
+        assert torch.equal(t1.trainer.buffer.data, t2.trainer.buffer.data) and len(t1.trainer.buffer) == 8
+    assert all(np.isfinite(r["gn_sup"]) and np.isfinite(r["gn_mm"]) for r in straight)  # eval every step
     assert torch.equal(torch.load(t1.best_path())["M"]["out.weight"], torch.load(t2.best_path())["M"]["out.weight"])
+
+
+def test_d_updates_happen_before_m_sees_d_and_d_gets_no_gradient_from_m():
+    cfg, model, D, _, streams = _setup(d_updates=3)
+    task = AdversarialTask(model, D, cfg, 1.0, 0.1)
+    task.train_mode()
+    losses, logs = task.step(_batch(streams), 0)
+    assert logs["d_updates"] == 3 and set(losses) == {"M"}
+    before = [p.grad.clone() for p in D.parameters()]  # D's own last update
+    losses["M"].backward()
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, D.parameters()))  # L_MM moves M only
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.parameters())
+    assert "gn_sup" not in logs  # logged at evaluation steps only (eval_every 50)
 
 
 def test_find_pretrain_run_names_what_is_missing(tmp_path):

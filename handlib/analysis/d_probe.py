@@ -58,6 +58,70 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 @torch.no_grad()
+def predict_probe(model, windows: ProbeWindows, runtime, representation: str, center: bool = False,
+                  batch_windows: int = 8) -> dict[str, Tensor]:
+    """M's encoded validation windows and their errors: {"x": (N, S, 21, 3), "err_abs", "err_rr": (N,) mm}.
+
+    M (eval mode, restored) runs with each frame's ground-truth hand scale, as the validation
+    evaluation does, and its windows are encoded with that same scale, so channel 2 of "25d" is
+    M's own normalised depth output, exactly as in the windows D trains on (there M runs and is
+    encoded with its scale prior)."""
+    m_mode = model.training
+    model.eval()
+    xs, err_abs, err_rr = [], [], []
+    try:
+        store, dev = windows.video.store, runtime.device
+        for i in range(0, len(windows.video_idx), batch_windows):
+            idx = windows.video_idx[i:i + batch_windows]
+            b = windows.video.__getitems__(idx)
+            rows = b["start"].numpy()[:, None] + np.arange(windows.video.S)  # (Bw, S) store rows
+            Bw, S = rows.shape
+            gt = torch.from_numpy(np.asarray(store.j3d[rows.ravel()])).float()  # (Bw*S, 21, 3) mm
+            C = ref_bone_length(gt).to(dev)  # (Bw*S,) mm: val eval's scale
+            img, K = runtime.to({"image": b["images"].flatten(0, 1)})["image"], b["K"].to(dev)
+            with runtime.autocast():
+                out = model(img, K.flatten(0, 1), C)
+            j2d, z_rel, z_root = (t.float().unflatten(0, (Bw, S)) for t in (out.j2d, out.z_rel, out.z_root))
+            xs.append(encode_motion(j2d, z_rel, K, C.unflatten(0, (Bw, S)), representation, z_root=z_root,
+                                    center=center).cpu())
+            pred = out.j3d.float().cpu()
+            err_abs.append(MX.mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
+            err_rr.append(MX.rr_mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
+    finally:
+        model.train(m_mode)
+    if not xs:
+        return {"x": torch.zeros(0), "err_abs": torch.zeros(0), "err_rr": torch.zeros(0)}
+    return {"x": torch.cat(xs), "err_abs": torch.cat(err_abs), "err_rr": torch.cat(err_rr)}
+
+
+@torch.no_grad()
+def score_probe(D: MotionDiscriminator, pred: dict[str, Tensor], real: dict[str, Tensor] | None,
+                representation: str, center: bool = False, batch_windows: int = 256) -> dict[str, float]:
+    """D's accuracy / AUC (M's windows ``pred`` from ``predict_probe`` vs real windows), mean
+    scores, and the Spearman correlation of its score with each predicted window's error."""
+    if not len(pred["x"]):
+        return {}
+    d_mode = D.training
+    D.eval()
+    try:
+        dev = next(D.parameters()).device
+        fake = torch.cat([D(pred["x"][i:i + batch_windows].to(dev)).float().cpu()
+                          for i in range(0, len(pred["x"]), batch_windows)]).numpy()
+        res = {"n_windows": float(len(fake)), "d_score_pred": float(fake.mean())}
+        if len(fake) >= 3:
+            res["d_spearman_abs"] = float(spearmanr(fake, pred["err_abs"].numpy()).statistic)
+            res["d_spearman_rr"] = float(spearmanr(fake, pred["err_rr"].numpy()).statistic)
+        if real is not None:
+            r = torch.cat([D(encode_real(real["j3d"][i:i + batch_windows].to(dev),
+                                         real["K"][i:i + batch_windows].to(dev), representation, center)).float().cpu()
+                           for i in range(0, len(real["j3d"]), batch_windows)]).numpy()
+            res.update(d_score_real=float(r.mean()), d_auc=_auc(r, fake),
+                       d_acc=0.5 * float((r > 0.5).mean() + (fake < 0.5).mean()))
+        return res
+    finally:
+        D.train(d_mode)
+
+
 def d_probe(model, D: MotionDiscriminator, windows: ProbeWindows, runtime, representation: str,
             center: bool = False, batch_windows: int = 8) -> dict[str, float]:
     """D on M's validation windows vs held-out real windows; see the module docstring.
@@ -66,40 +130,5 @@ def d_probe(model, D: MotionDiscriminator, windows: ProbeWindows, runtime, repre
     d_spearman_rr (score vs window error; negative = informative), n_windows."""
     if not windows.video_idx:
         return {}
-    m_mode, d_mode = model.training, D.training
-    model.eval()
-    D.eval()
-    dev = next(D.parameters()).device
-    scores, err_abs, err_rr = [], [], []
-    try:
-        store = windows.video.store
-        for i in range(0, len(windows.video_idx), batch_windows):
-            idx = windows.video_idx[i:i + batch_windows]
-            b = windows.video.__getitems__(idx)
-            rows = b["start"].numpy()[:, None] + np.arange(windows.video.S)  # (Bw, S) store rows
-            Bw, S = rows.shape
-            gt = torch.from_numpy(np.asarray(store.j3d[rows.ravel()])).float()  # (Bw*S, 21, 3) mm
-            img, K = runtime.to({"image": b["images"].flatten(0, 1)})["image"], b["K"].to(dev)
-            with runtime.autocast():
-                out = model(img, K.flatten(0, 1), ref_bone_length(gt).to(dev))  # val eval's scale
-            j2d, z_rel, z_root = (t.float().unflatten(0, (Bw, S)) for t in (out.j2d, out.z_rel, out.z_root))
-            x = encode_motion(j2d, z_rel, K, model.bone_prior, representation, z_root=z_root, center=center)
-            scores.append(D(x).float().cpu())
-            pred = out.j3d.float().cpu()
-            err_abs.append(MX.mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
-            err_rr.append(MX.rr_mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
-        fake = torch.cat(scores).numpy()
-        ea, er = torch.cat(err_abs).numpy(), torch.cat(err_rr).numpy()
-        res = {"n_windows": float(len(fake)), "d_score_pred": float(fake.mean())}
-        if len(fake) >= 3:
-            res["d_spearman_abs"] = float(spearmanr(fake, ea).statistic)
-            res["d_spearman_rr"] = float(spearmanr(fake, er).statistic)
-        if windows.real is not None:
-            real = D(encode_real(windows.real["j3d"].to(dev), windows.real["K"].to(dev), representation,
-                                 center)).float().cpu().numpy()
-            res.update(d_score_real=float(real.mean()), d_auc=_auc(real, fake),
-                       d_acc=0.5 * float((real > 0.5).mean() + (fake < 0.5).mean()))
-        return res
-    finally:
-        model.train(m_mode)
-        D.train(d_mode)
+    pred = predict_probe(model, windows, runtime, representation, center, batch_windows)
+    return score_probe(D, pred, windows.real, representation, center)

@@ -8,8 +8,10 @@ Beside MPJPE, for predictions on consecutive frames of test or validation sequen
 - anatomical angle violations: the fraction of frames with a joint angle outside HandSim's
   limits (``handlib.data.handsim.anatomy.LIMITS``), angles recovered from 3D joints by
   inverting HandSim's kinematic model (``joint_angles``);
-and for a trained discriminator D, ``discriminator_auc``: how well it tells clean motion
-windows from the same windows perturbed (joint jitter, bone-length noise, shuffled frames).
+and the perturbations of real motion windows (``perturb_windows``: joint jitter, bone-length
+noise, shuffled or reversed frames, time warps) with which a discriminator D is probed
+(``handlib.analysis.d_sensitivity``, paired) and, as "negative" fakes, trained.
+``discriminator_auc`` (unpaired) is kept for old records; see its limit there.
 
 Frames are differenced only within a run of consecutive frame numbers of one sequence
 (``sequences_of``): a gap in the frame numbers (e.g. an unlabelled or dropped stretch) cuts
@@ -31,7 +33,7 @@ from handlib.models.motion import MotionDiscriminator, encode_real
 from handlib.motion_stats import accelerations, bone_length_cv
 from handlib.skeleton import NUM_JOINTS, PARENTS
 
-PERTURBATIONS = ("none", "jitter", "bone", "shuffle")
+PERTURBATIONS = ("none", "jitter", "bone", "shuffle", "reverse", "warp")
 
 
 def _np(x) -> np.ndarray:
@@ -201,11 +203,16 @@ def perturb_windows(j3d: Tensor, kind: str, amount: float = 0.0,
     "jitter": Gaussian noise, std ``amount`` mm, per joint, frame and axis; "bone": every bone's
     length times (1 + N(0, (amount/100)^2)), independently per bone and frame, along the kinematic
     chain (children move with their parents, directions kept); "shuffle": the frames of each window
-    in a random order (``amount`` unused); "none": an unchanged copy."""
+    in a random order (``amount`` unused); "reverse": the frames in reverse order (``amount``
+    unused); "warp": a random monotone time warp t -> (S-1) (t/(S-1))^g, log g uniform in
+    +-log(1 + amount) (amount 0 -> 1: g in [1/2, 2]), frames linearly interpolated, so the
+    window's poses are kept and its speed changes along it; "none": an unchanged copy."""
     if kind not in PERTURBATIONS:
         raise ValueError(f"perturb_windows: kind {kind!r} not in {PERTURBATIONS}")
     if j3d.ndim != 4 or j3d.shape[-2:] != (NUM_JOINTS, 3):
         raise ValueError(f"perturb_windows: j3d must be (B, S, 21, 3), got {tuple(j3d.shape)}")
+    B, S = j3d.shape[:2]
+    dev = generator.device if generator is not None else j3d.device
     if kind == "jitter":
         return j3d + amount * _randn(j3d.shape, generator, j3d)
     if kind == "bone":
@@ -216,10 +223,21 @@ def perturb_windows(j3d: Tensor, kind: str, amount: float = 0.0,
             out[..., c, :] = out[..., p, :] + scale[..., c, None] * (j3d[..., c, :] - j3d[..., p, :])
         return out
     if kind == "shuffle":
-        B, S = j3d.shape[:2]
-        dev = generator.device if generator is not None else j3d.device
         perm = torch.argsort(torch.rand(B, S, generator=generator, device=dev), dim=1).to(j3d.device)
         return torch.gather(j3d, 1, perm[:, :, None, None].expand_as(j3d))
+    if kind == "reverse":
+        return j3d.flip(1)
+    if kind == "warp":
+        span = math.log(1.0 + (amount or 1.0))
+        g = torch.exp((2 * torch.rand(B, 1, generator=generator, device=dev, dtype=torch.float64) - 1) * span)
+        t = torch.linspace(0, 1, S, dtype=torch.float64, device=dev)[None] ** g * (S - 1)  # (B, S) source times
+        t = t.to(j3d.device)
+        lo = t.floor().long().clamp(0, S - 1)
+        hi = (lo + 1).clamp(max=S - 1)
+        w = (t - lo).to(j3d.dtype)[:, :, None, None]
+        idx = torch.stack([lo, hi])[..., None, None].expand(2, *j3d.shape)  # (2, B, S, 21, 3)
+        a, b = torch.gather(j3d, 1, idx[0]), torch.gather(j3d, 1, idx[1])
+        return (1 - w) * a + w * b
     return j3d.clone()
 
 
@@ -245,12 +263,19 @@ def _scores(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representation: str,
 def discriminator_auc(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representation: str, kind: str,
                       amount: float = 0.0, generator: torch.Generator | None = None, batch_size: int = 256,
                       center: bool = False) -> float:
-    """ROC AUC of "D scores a clean window higher than a perturbed one".
+    """Unpaired ROC AUC of "D scores a clean window higher than a perturbed one".
 
     j3d (B, S, 21, 3) mm, K (B, S, 3, 3): clean windows (S = D's S); each is scored clean and
     perturbed by ``perturb_windows(kind, amount)``, both encoded by ``encode_real`` in
     ``representation`` (no augmentation), D in eval mode without gradients (its mode is restored).
-    0.5: D cannot tell; 1: every clean window above every perturbed one."""
+    0.5: D cannot tell; 1: every clean window above every perturbed one.
+
+    Its limit: the AUC compares every clean score with every perturbed one, so it mixes the
+    perturbation's effect with how much scores differ *between* windows. When a perturbation
+    moves each window's score by less than that spread (the usual case), only the n pairs of the
+    same window can change order and the AUC stays within 0.5 +- 1/(2n) whatever D does (n = 42
+    windows: [0.488, 0.512]). A value near 0.5 therefore does not show that D ignores the
+    perturbation. Use the paired measure, ``d_sensitivity.discriminator_sensitivity``."""
     was_training = D.training
     D.eval()
     try:

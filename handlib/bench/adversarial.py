@@ -43,9 +43,8 @@ def time_method(data, method: str, rt, args) -> float:
     stamps: dict[int, float] = {}
     lc = LoopConfig(steps=total, lr=1e-4, schedule="constant", log_every=10_000, resume=False,
                     progress=False, device=str(rt.device))
-    optim = {"D": {"betas": (0.5, 0.999), "schedule": "constant"}} if D is not None else None
     with tempfile.TemporaryDirectory() as d:
-        train(task, streams, lc, d, runtime=rt, optim=optim,
+        train(task, streams, lc, d, runtime=rt,
               on_step=lambda s, _: stamps.__setitem__(s, time.perf_counter()))
     per_step = args.batch + (n_win * cfg.window if cfg.uses_video else 0)
     return per_step * args.steps / (stamps[args.warmup + args.steps] - stamps[args.warmup])

@@ -37,14 +37,28 @@ The window is a 1-D signal over time with 63 channels, ``(B, 63, S)``:
 encoder ``Conv1d(63 -> C, k)``; ``depth`` pre-activation residual blocks
 ``x + Conv1d(LReLU(Conv1d(LReLU(x))))``; decoder ``LReLU -> Conv1d(C -> C/2, k) -> LReLU ->
 Linear(C/2 -> 1)`` per time step; the mean over time is the score. Zero ("same") padding, so
-any S >= 1 works (S = 1 is the single-frame pose prior). No BatchNorm: D sees real and fake
-batches separately and batch statistics would mix them. Optional spectral normalisation of
-every Conv/Linear. D always runs in fp32, also inside the training loop's bf16 autocast.
+any S >= 1 works (S = 1 is the single-frame pose prior). The receptive field of one time
+step's score is ``1 + (2 depth + 2)(kernel - 1)`` frames (13 for the paper's kernel 3, depth 2:
+less than S = 16, so no score sees a whole window).
+
+Motion-aware options (each off in the paper's D; see ``MotionConfig``):
+- ``motion_input="pose_diff"``: frame-to-frame differences of the encoded window (times
+  ``diff_scale``; zero at frame 0) as 63 more input channels, so motion is an input, not
+  something D must find by subtracting neighbouring frames;
+- ``pool="window"``: the decoder's features pooled over the whole window (mean and std over
+  time) and scored once by the head: every score sees all S frames, and the std over time
+  is itself a measure of motion;
+- ``kernel`` 5 (receptive field 25 >= 16) as the other way to a score that sees a window.
+
+No BatchNorm: D sees real and fake batches separately and batch statistics would mix them.
+Optional spectral normalisation of every Conv/Linear. D always runs in fp32, also inside the
+training loop's bf16 autocast.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -69,10 +83,21 @@ class MotionConfig(StageConfig):
     augment: bool = param(True, help="one random rotation about the camera z-axis per window")
     center: bool = param(False, help="'25d': rays relative to frame 0's root ray (no position in the view)")
     max_rotation_deg: float = param(180.0, range=(0.0, 180.0), help="rotation angles uniform in +-this")
+    motion_input: str = param("pose", choices=("pose", "pose_diff"),
+                              help="pose_diff: frame differences (x diff_scale) beside the poses")
+    diff_scale: float = param(10.0, range=(0.0, None), help="pose_diff: encoded units move ~1e-2 per frame")
+    pool: str = param("score", choices=("score", "window"),
+                      help="score: mean of per-step scores (paper); window: mean+std of features over time")
 
     def validate(self) -> None:
         if self.kernel % 2 != 1:
             raise ConfigError(f"MotionConfig.kernel: {self.kernel} must be odd ('same' padding over time)")
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames one time step's score depends on (pool "window": the whole window, S)."""
+        rf = 1 + (2 * self.depth + 2) * (self.kernel - 1)
+        return max(rf, self.S) if self.pool == "window" else rf
 
 
 # ----------------------------------------------------------------------------- representation
@@ -160,10 +185,11 @@ class MotionDiscriminator(nn.Module):
         self.cfg = cfg
         wrap = nn.utils.parametrizations.spectral_norm if cfg.spectral_norm else (lambda m: m)
         C, k = cfg.channels, cfg.kernel
-        self.encoder = wrap(nn.Conv1d(NUM_JOINTS * 3, C, k, padding=k // 2))
+        c_in = NUM_JOINTS * 3 * (2 if cfg.motion_input == "pose_diff" else 1)
+        self.encoder = wrap(nn.Conv1d(c_in, C, k, padding=k // 2))
         self.blocks = nn.ModuleList([ResBlock1d(C, k, wrap) for _ in range(cfg.depth)])
         self.decoder = wrap(nn.Conv1d(C, max(C // 2, 1), k, padding=k // 2))
-        self.head = wrap(nn.Linear(max(C // 2, 1), 1))
+        self.head = wrap(nn.Linear(max(C // 2, 1) * (2 if cfg.pool == "window" else 1), 1))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1:] != (self.cfg.S, NUM_JOINTS, 3):
@@ -171,10 +197,16 @@ class MotionDiscriminator(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             B, S = x.shape[:2]
             h = x.float().reshape(B, S, NUM_JOINTS * 3).transpose(1, 2)  # (B, 63, S)
+            if self.cfg.motion_input == "pose_diff":
+                d = F.pad(torch.diff(h, dim=2), (1, 0)) * self.cfg.diff_scale  # (B, 63, S), 0 at frame 0
+                h = torch.cat([h, d], 1)  # (B, 126, S)
             h = self.encoder(h)  # (B, C, S)
             for block in self.blocks:
                 h = block(h)
             h = F.leaky_relu(self.decoder(F.leaky_relu(h, 0.2)), 0.2)  # (B, C/2, S)
+            if self.cfg.pool == "window":  # one score from the whole window's features
+                feats = torch.cat([h.mean(2), h.std(2, unbiased=False)], 1)  # (B, C)
+                return self.head(feats).squeeze(-1)  # (B,)
             score = self.head(h.transpose(1, 2)).squeeze(-1)  # (B, S): one score per time step
             return score.mean(1)  # (B,)
 
@@ -182,3 +214,20 @@ class MotionDiscriminator(nn.Module):
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters; spectral norm's power-iteration vectors are buffers."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def save_discriminator(D: MotionDiscriminator, path, **extra) -> str:
+    """D's weights, its ``MotionConfig`` and ``extra`` (plain values: representation, center,
+    where it came from) in one file, for ``load_discriminator``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"motion_config": D.cfg.to_dict(), "D": D.state_dict(), "extra": extra}, path)
+    return str(path)
+
+
+def load_discriminator(path) -> tuple[MotionDiscriminator, dict]:
+    """(D in eval mode on the CPU, extra) from a ``save_discriminator`` file."""
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    D = MotionDiscriminator(MotionConfig(**st["motion_config"]))
+    D.load_state_dict(st["D"])
+    return D.eval(), dict(st.get("extra") or {})
