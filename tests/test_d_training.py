@@ -1,6 +1,8 @@
 """D's training decoupled from M's step: replay buffer semantics, NDA fakes never in real
 batches, k updates, the warm start (stops on a plateau, fills the buffer), predicted windows
 built without labels, D's options (receptive field, motion input, window pooling)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,23 @@ def test_d_options_receptive_field_shapes_and_checkpoint(tmp_path):
     # pose_diff: a constant window and a moving one with the same mean differ only through motion
     D = MotionDiscriminator(MotionConfig(channels=16, motion_input="pose_diff", diff_scale=10.0))
     assert D.encoder.in_channels == 126
+
+
+def test_probe_d_reports_scores_and_sensitivity_of_a_saved_d(tmp_path):
+    import json
+
+    from handlib.analysis.probe_d import probe_motion, resolve_d
+
+    D = MotionDiscriminator(MotionConfig(S=S, channels=8))
+    path = save_discriminator(D, tmp_path / "D_final.pt", representation="25d", center=False)
+    run = tmp_path / "runs" / "adv"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"d_checkpoint": path}))
+    assert resolve_d("adv", results=str(tmp_path)) == Path(path) and resolve_d(path) == Path(path)
+    with pytest.raises(FileNotFoundError, match="d_warm_start_checkpoint"):
+        resolve_d("adv", "warm_start", results=str(tmp_path))
+    mw = _motion()
+    D2, extra = load_discriminator(path)
+    res = probe_motion(D2, [mw.j3d[:12], mw.j3d[12:24]], [mw.K[0]] * 2, extra["representation"], stride=2)
+    assert res["n_windows"] == 2 * 5 and res["scores"]["n"] == 10
+    assert set(res["sensitivity"]) >= {"jitter_2", "shuffle"} and res["sensitivity"]["shuffle"]["n"] == 10

@@ -111,8 +111,7 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     pre = find_pretrain(run_id=find_pretrain_run(cfg), results=cfg.results)
-    pre_cfg = PretrainConfig.from_params({k: v for k, v in pre["config"].items()
-                                          if k in PretrainConfig.__dataclass_fields__})
+    pre_cfg = PretrainConfig.from_record(pre["config"])  # older records: the values they were made with
     if data is None:
         data = load_data(pre_cfg)
     store = data.store

@@ -68,6 +68,7 @@ class AdversarialConfig(StageConfig):
     d_warm_patience: int = param(5, range=(0, None), help="warm start: stop after n evaluations without gain")
     d_holdout_every: int = param(10, range=(2, None), help="every n-th motion sequence held out of D's training")
     d_probe_stride: int = param(1, range=(1, None), help="stride of the held-out windows D's sensitivity uses")
+    d_probe_frames: int = param(1024, range=(16, None), help="validation frames (whole windows) D's probe scores")
     image_augment: str = param("pretrain", choices=("pretrain", "on", "off"),
                                help="HandAugment on the labelled batches; pretrain: as the pre-training run")
     lr: float = param(1e-4, range=(0.0, 1.0), help="M's learning rate (constant)")
@@ -130,7 +131,7 @@ class AdversarialConfig(StageConfig):
         d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "augment", "center", "motion_source",
              "motion_batch", "d_lr", "d_weight_decay", "d_beta1", "d_every", "lambda_mm", "d_kernel", "d_input",
              "d_pool", "d_updates", "d_fake_batch", "d_replay", "d_r1", "d_nda", "d_nda_kinds", "d_warm_steps",
-             "d_warm_eval_every", "d_warm_patience", "d_holdout_every", "d_probe_stride"}
+             "d_warm_eval_every", "d_warm_patience", "d_holdout_every", "d_probe_stride", "d_probe_frames"}
         if self.method == "supervised":
             return frozenset(d | {"unlabelled_frames", "d_warmup", "lambda_warmup", "lambda_smooth"})
         if self.method == "smoothness":

@@ -10,6 +10,7 @@ correlation of its score with a window's error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ class DValidation:
             mw = MotionWindows(*held, S=S, stride=cfg.d_probe_stride)
             if len(mw):
                 real = mw.__getitems__(list(range(len(mw))))
-        return cls(cfg, real, probe_windows(store, val_sequences, held, S))
+        return cls(cfg, real, probe_windows(store, val_sequences, held, S, cfg.d_probe_frames))
 
     @property
     def n_real(self) -> int:
@@ -84,6 +85,13 @@ def objective(row: dict[str, float]) -> float:
     return float(row.get("d_acc", 0.0) + (np.mean(shares) if shares else 0.0))
 
 
+def warm_eval(dval: DValidation, D: MotionDiscriminator, val_pred) -> dict[str, float]:
+    """The warm start's evaluation: D on M's cached validation windows, paired shares on every
+    ``SUBSET_EVERY``-th held-out window, and the ``objective``."""
+    row = {**dval.score(D, val_pred), **flat_sensitivity(dval.sensitivity(D, subset=True))}
+    return {**row, "objective": objective(row)}
+
+
 def run_warm_start(cfg: AdversarialConfig, trainer: DTrainer, model, store, unlabelled_sequences, motion,
                    dval: DValidation, runtime, path: Path, resume: bool = True) -> dict[str, Any]:
     """D's warm start against the frozen pre-trained ``model``'s windows of the unlabelled videos
@@ -98,12 +106,8 @@ def run_warm_start(cfg: AdversarialConfig, trainer: DTrainer, model, store, unla
         fakes = predicted_windows(model.to(runtime.device), store, unlabelled_sequences, cfg.window, runtime,
                                   cfg.representation, cfg.center)
         val_pred = dval.predict(model, runtime)
-
-        def eval_fn() -> dict[str, float]:
-            row = {**dval.score(D, val_pred), **flat_sensitivity(dval.sensitivity(D, subset=True))}
-            return {**row, "objective": objective(row)}
-
-        rec = warm_start(trainer, motion, fakes, eval_fn) | {"predicted_windows": len(fakes)}
+        rec = warm_start(trainer, motion, fakes, partial(warm_eval, dval, D, val_pred)) | {
+            "predicted_windows": len(fakes)}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"D": D.state_dict(), "trainer": trainer.state_dict(), "record": rec}, path)
     return rec
