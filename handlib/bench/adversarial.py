@@ -2,8 +2,9 @@
 
 adversarial_img_s: images per second of an adversarial step through THE loop (every frame
 through M counted: ``--batch`` labelled + ``--unlabelled`` frames of video windows of S), with
-D's update, the motion windows and the encoder included. supervised_img_s: the supervised
-continuation's step (labelled frames only), same task, loop, batch and precision.
+D's updates (``--d-config``: D's options and training, e.g. k updates, replay, NDA), the motion
+windows and the encoder included. supervised_img_s: the supervised continuation's step
+(labelled frames only), same task, loop, batch and precision.
 ratio = time per image (adversarial / supervised); target <= 1.15 (D and the windows cost
 little next to M). Both are timed alternately ``--repeats`` times; the best of each is kept.
 """
@@ -28,7 +29,8 @@ def time_method(data, method: str, rt, args) -> float:
     torch.manual_seed(0)
     store = data.store
     cfg = AdversarialConfig(method=method, S=args.S, unlabelled_frames=args.unlabelled, batch_size=args.batch,
-                            d_warmup=0, lambda_warmup=0, image_size=args.size, progress=False)
+                            d_warmup=0, lambda_warmup=0, image_size=args.size, progress=False,
+                            **json.loads(args.d_config))
     model = PoseModel(PoseConfig(image_size=args.size))
     D = MotionDiscriminator(cfg.motion_config()) if cfg.uses_d else None
     train_seqs = store.sequences("train")
@@ -37,7 +39,8 @@ def time_method(data, method: str, rt, args) -> float:
     if cfg.uses_video:
         streams["unlabelled"] = (VideoWindows(store, train_seqs, S=cfg.window), n_win)
     if cfg.uses_d:
-        streams["motion"] = (MotionWindows(*data.motion, S=cfg.window), n_win)
+        dc = cfg.d_train_config()
+        streams["motion"] = (MotionWindows(*data.motion, S=cfg.window), dc.real_batch * dc.updates)
     task = AdversarialTask(model, D, cfg, 1.0, 0.1)
     total = args.warmup + args.steps + 1  # the last step also saves a checkpoint: not timed
     stamps: dict[int, float] = {}
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--preset", default="quick")
+    p.add_argument("--d-config", default="{}", help="JSON of AdversarialConfig fields for D (e.g. replay, NDA)")
     p.add_argument("--cache-root", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         adv.append(time_method(data, "adversarial", rt, args))
         sup.append(time_method(data, "supervised", rt, args))
     out = {"bench": "adversarial", "size": args.size, "batch": args.batch, "unlabelled": args.unlabelled,
-           "S": args.S, "data": f"handsim:{args.preset}", "device": str(rt.device), "bf16": rt.dtype is not None,
+           "S": args.S, "d_config": json.loads(args.d_config), "data": f"handsim:{args.preset}",
+           "device": str(rt.device), "bf16": rt.dtype is not None,
            "channels_last": rt.channels_last, "threads": torch.get_num_threads(), "steps": args.steps,
            "repeats": args.repeats, "adversarial_img_s": round(max(adv), 1), "supervised_img_s": round(max(sup), 1),
            "ratio": round(max(sup) / max(adv), 3),
