@@ -52,3 +52,25 @@ def test_d_probe_reports_accuracy_auc_and_rank_correlation_and_restores_modes():
                       "d_spearman_rr"}
     assert d_probe(model, D, w, rt, "25d", batch_windows=4) == a  # deterministic, batch-independent
 
+
+
+def test_probe_windows_are_encoded_with_the_scale_m_ran_with():
+    """channel 2 of "25d" is M's own normalised depth (z_rel / C with the C M was run with), as in
+    the windows D trains on, whatever the ground-truth scale is."""
+    from handlib.analysis.d_probe import predict_probe
+    from handlib.skeleton import ref_bone_length
+
+    torch.manual_seed(0)
+    store = _store()
+    w = probe_windows(store, ["v0"], ([], []), S)
+    model = PoseModel(PoseConfig(image_size=SIZE)).eval()
+    rt = resolve_runtime("cpu", "fp32", "off")
+    pred = predict_probe(model, w, rt, "25d", batch_windows=8)
+    b = w.video.__getitems__(w.video_idx)
+    rows = b["start"].numpy()[:, None] + np.arange(S)
+    C = ref_bone_length(torch.from_numpy(store.j3d[rows.ravel()]).float())
+    with torch.no_grad():
+        out = model(b["images"].flatten(0, 1), b["K"].flatten(0, 1), C)
+    z_norm = (out.z_rel / C[:, None]).unflatten(0, rows.shape)
+    assert torch.allclose(pred["x"][..., 2], z_norm, atol=1e-5)
+    assert pred["x"].shape == (len(w.video_idx), S, 21, 3) and pred["err_abs"].shape == (len(w.video_idx),)
