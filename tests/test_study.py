@@ -2,6 +2,7 @@ import json
 
 import nbformat
 import pytest
+import yaml
 
 from handlib import study
 
@@ -323,3 +324,18 @@ def test_every_committed_grid_passes_the_preflight_check(grid, tmp_path, monkeyp
     assert runs
     study.preflight(runs)  # raises StudyError naming file, stage, run and key
     study.resolve_dependencies(runs)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (study.REPO_ROOT / "params" / "search").glob("*.yaml")))
+def test_every_committed_search_file_names_real_config_fields(path):
+    """``params/search/*.yaml`` are settings for the search CLIs, not study grids: every key of
+    their base, settings and chosen rows must be a field of the stage's config."""
+    import dataclasses
+    from handlib.train.adversarial_config import AdversarialConfig
+    spec = yaml.safe_load((study.REPO_ROOT / "params" / "search" / path).read_text())
+    fields = {f.name for f in dataclasses.fields(AdversarialConfig)}
+    rows = [spec["base"], *spec["settings"], spec.get("chosen", {})]
+    assert spec["settings"]
+    for row in rows:
+        assert set(row) <= fields, set(row) - fields
+        AdversarialConfig.from_params({**spec["base"], **row})

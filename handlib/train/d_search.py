@@ -1,7 +1,7 @@
 """D's settings chosen on validation: warm-start D alone against a pre-trained M's predicted
 windows for each setting and report its validation measures (one JSON line per setting).
 
-    python -m handlib.train.d_search --pretrain-run <id> [--results DIR] --settings params/d_search.yaml
+    python -m handlib.train.d_search --pretrain-run <id> [--results DIR] --settings params/search/d_search.yaml
 
 Each setting is a dict of ``AdversarialConfig`` fields (D's options and training); the base
 is the adversarial stage's defaults plus ``--base`` (JSON). The predicted windows of the frozen M
