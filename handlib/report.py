@@ -29,6 +29,7 @@ import pandas as pd
 
 from handlib import study
 from handlib.analysis.aggregate import DIAGNOSTICS, ci95, paired, to_markdown
+from handlib.analysis.figures import save_figure  # noqa: F401 (part of the report's API)
 from handlib.config import StageConfig, param
 from handlib.paths import results_dir
 from handlib.repro import atomic_write_text
@@ -210,17 +211,6 @@ def save_table(t: pd.DataFrame, name: str, out: Path, floatfmt: str = ".1f") -> 
     atomic_write_text(d / f"{name}.csv", t.to_csv(index=False))
     atomic_write_text(d / f"{name}.md", to_markdown(t, floatfmt, index=False) + "\n")
     return d / f"{name}.csv", d / f"{name}.md"
-
-
-def save_figure(fig, name: str, out: Path, dpi: int = 120) -> list[Path]:
-    """``<out>/figures/<name>.png`` and ``.pdf`` (no creation date in the PDF: the same figure
-    gives the same bytes, so a regenerated report changes only the figures whose content did)."""
-    d = Path(out) / "figures"
-    d.mkdir(parents=True, exist_ok=True)
-    paths = [d / f"{name}.png", d / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    fig.savefig(paths[1], dpi=dpi, bbox_inches="tight", metadata={"CreationDate": None})
-    return paths
 
 
 def plot_ablation(t: pd.DataFrame, dpi: int = 100):

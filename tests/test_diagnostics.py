@@ -10,8 +10,8 @@ from handlib.analysis.diagnostics import (
     angle_violations,
     bone_length_variation,
     discriminator_auc,
+    dof_angles,
     jitter,
-    joint_angles,
     motion_diagnostics,
     perturb_windows,
     roc_auc,
@@ -111,7 +111,7 @@ def test_joint_angles_invert_handsim_kinematics():
     subj = anatomy.make_subject("S", rng)
     ang = anatomy.clip_angles(rng.uniform(anatomy.LIMITS[..., 0], anatomy.LIMITS[..., 1], (300, 5, 4)))
     j = anatomy.forward_kinematics(ang, subj) @ rotation(torch.tensor([0.3, -1.0, 0.5]), 2.0).numpy().T + 400.0
-    est = joint_angles(j.astype(np.float32))
+    est = dof_angles(j.astype(np.float32))
     ok = ~np.isnan(est)
     assert ok[:, :, [0, 2, 3]].all() and ok.mean() > 0.98
     np.testing.assert_allclose(est[ok], ang[ok], atol=0.01)
@@ -148,7 +148,7 @@ def test_hyperextended_pip_and_overabducted_mcp_are_violations():
     assert angle_violations(to_cam(h)[None]) == 0.0
     # index PIP bent 30 deg backwards (towards the back of the hand, +b): the limit is 0
     bent = bend_back(h, 6, 30.0)
-    a = joint_angles(to_cam(bent)[None])[0]
+    a = dof_angles(to_cam(bent)[None])[0]
     assert a[1, 2] == pytest.approx(-30.0, abs=0.01) and a[1, 3] == pytest.approx(0.0, abs=0.01)
     assert angle_violations(to_cam(bent)[None]) == 1.0
     # index finger turned 40 deg radially about its MCP in the palm plane (limit 20) or -40 (limit -15)
@@ -156,7 +156,7 @@ def test_hyperextended_pip_and_overabducted_mcp_are_violations():
         Rz = rotation(torch.tensor([0.0, 0.0, 1.0]), math.radians(deg)).numpy()
         ab = h.copy()
         ab[6:9] = (h[6:9] - h[5]) @ Rz.T + h[5]
-        a = joint_angles(to_cam(ab)[None])[0]
+        a = dof_angles(to_cam(ab)[None])[0]
         assert a[1, 1] == pytest.approx(expected, abs=0.01)
         assert angle_violations(to_cam(ab)[None]) == (0.0 if deg == 10.0 else 1.0)
 
@@ -166,7 +166,7 @@ def test_violation_fraction_counts_frames():
     j = np.repeat(h[None], 4, axis=0)
     j[1] = bend_back(h, 7, 60.0)  # a DIP bent 60 deg backwards: only frame 1
     j[3] = bend_back(h, 7, 0.5)  # within the tolerance
-    assert joint_angles(j)[3, 1, 3] == pytest.approx(-0.5, abs=1e-6)
+    assert dof_angles(j)[3, 1, 3] == pytest.approx(-0.5, abs=1e-6)
     assert angle_violations(j @ R.T + 300.0) == 0.25
 
 

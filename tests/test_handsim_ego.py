@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from handlib.analysis.motion_stats import handsim_wrist_speeds, wrist_speed_quantiles
 from handlib.data.handsim import ego
 from handlib.data.handsim.anatomy import make_subject
 from handlib.data.handsim.camera import FRAME_H, FRAME_W
@@ -10,7 +11,6 @@ from handlib.data.handsim.motion import ACTIONS, FPS, subject_style
 from handlib.data.handsim.render import render_sequence
 from handlib.data.handsim.scene import build_sequence, make_canon, make_look
 from handlib.geometry import project_np
-from handlib.motion_stats import handsim_wrist_speeds, wrist_speed_quantiles
 
 
 def _scene(action, mode, ego_motion, seed=0, n=90):

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from handlib.config import ConfigError
+from handlib.models import count_parameters
 from handlib.models.motion import (
     MotionConfig,
     MotionDiscriminator,
     augment_windows,
-    count_parameters,
     encode_motion,
     encode_real,
 )

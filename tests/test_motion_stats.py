@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from handlib import motion_stats as M
+from handlib.analysis import motion_stats as M
+from handlib.data.handsim.viz import bend_angles
 from handlib.skeleton import BONES, PARENTS
 
 
@@ -40,7 +41,7 @@ def test_bone_cv_and_angles():
     k = [i for i, (p, c) in enumerate(BONES) if c == 4][0]
     b = np.array([30.0, 20.0, 30.0, 20.0, 30.0])
     assert cv[k] == pytest.approx(b.std() / b.mean()) and np.delete(cv, k).max() < 1e-12
-    ang0 = M.joint_angles(straight_hand()[None])[0]
+    ang0 = bend_angles(straight_hand()[None])[0]
     inner = [i for i, j in enumerate(M.ANGLE_JOINTS) if PARENTS[j] != 0]
     np.testing.assert_allclose(ang0[inner], 0.0, atol=1e-6)  # straight fingers
     # the wrist->MCP bone of the index finger comes in at atan(15/20) to the straight finger
@@ -48,11 +49,11 @@ def test_bone_cv_and_angles():
     bent = straight_hand()
     bent[7] = bent[6] + [0.0, 0.0, 20.0]  # index PIP->DIP turns 90 deg
     bent[8] = bent[7] + [0.0, 0.0, 20.0]
-    ang = M.joint_angles(bent[None])[0]
+    ang = bend_angles(bent[None])[0]
     names = [M.JOINT_NAMES[j] for j in M.ANGLE_JOINTS]
     assert ang[names.index("index_pip")] == pytest.approx(90.0)
     assert ang[names.index("index_dip")] == pytest.approx(0.0, abs=1e-6)
-    assert len(M.ANGLE_JOINTS) == 15
+    assert len(M.ANGLE_JOINTS) == 14
 
 
 def test_statistics_tables_and_wasserstein():
@@ -81,9 +82,11 @@ def test_figures_written_atomically(tmp_path):
     rng = np.random.default_rng(1)
     seqs = [straight_hand() + np.cumsum(rng.normal(0, 1.0, (20, 21, 3)), 0) for _ in range(2)]
     st = [M.motion_statistics("x", seqs), M.motion_statistics("y", seqs[:1])]
-    p = M.save_figure(M.plot_distributions(st, max_values=500), tmp_path / "f" / "d.png")
-    q = M.save_figure(M.plot_per_joint(st), tmp_path / "f" / "j.png")
-    assert p.stat().st_size > 1000 and q.exists() and sorted(x.name for x in p.parent.iterdir()) == ["d.png", "j.png"]
+    paths = M.write_results(st, M.plot_all(st, max_values=500), results=tmp_path)
+    p, q = paths["distributions"], paths["per_joint"]
+    assert p.stat().st_size > 1000 and q.exists()
+    assert sorted(x.name for x in p.parent.iterdir()) == ["motion_distributions.png", "motion_per_joint.png"]
+    assert paths["summary"].exists() and paths["wasserstein"].exists()
 
 
 def test_dataset_motions_handsim_smoke():

@@ -7,7 +7,7 @@ Beside MPJPE, for predictions on consecutive frames of test or validation sequen
   hand's bones do not change length; a per-frame model's predictions do);
 - anatomical angle violations: the fraction of frames with a joint angle outside HandSim's
   limits (``handlib.data.handsim.anatomy.LIMITS``), angles recovered from 3D joints by
-  inverting HandSim's kinematic model (``joint_angles``);
+  inverting HandSim's kinematic model (``dof_angles``);
 and the perturbations of real motion windows (``perturb_windows``: joint jitter, bone-length
 noise, shuffled or reversed frames, time warps) with which a discriminator D is probed
 (``handlib.analysis.d_sensitivity``, paired) and, as "negative" fakes, trained.
@@ -15,7 +15,7 @@ noise, shuffled or reversed frames, time warps) with which a discriminator D is 
 
 Frames are differenced only within a run of consecutive frame numbers of one sequence
 (``sequences_of``): a gap in the frame numbers (e.g. an unlabelled or dropped stretch) cuts
-the run. Accelerations and bone variation come from ``handlib.motion_stats`` (one definition
+the run. Accelerations and bone variation come from ``handlib.analysis.motion_stats`` (one definition
 for datasets and predictions), at the data's own frame rate.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 from scipy.stats import rankdata
 from torch import Tensor
 
+from handlib.analysis.motion_stats import accelerations, bone_length_cv
 from handlib.data.handsim import anatomy
 from handlib.models.motion import MotionDiscriminator, encode_real
-from handlib.motion_stats import accelerations, bone_length_cv
 from handlib.skeleton import NUM_JOINTS, PARENTS
 
 PERTURBATIONS = ("none", "jitter", "bone", "shuffle", "reverse", "warp")
@@ -125,9 +125,10 @@ def _signed_angle(u: np.ndarray, v: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2((np.cross(pu, pv) * axis).sum(-1), (pu * pv).sum(-1)))
 
 
-def joint_angles(j3d) -> np.ndarray:
-    """(N, 21, 3) joints (mm, any rigid frame) -> (N, 5, 4) degrees in HandSim's layout
-    (``anatomy.ANGLE_NAMES``): thumb [cmc_flex, cmc_abd, mcp_flex, ip_flex], fingers
+def dof_angles(j3d) -> np.ndarray:
+    """HandSim's 20 degrees of freedom read back from joints: (N, 21, 3) (mm, any rigid frame)
+    -> (N, 5, 4) degrees in HandSim's layout (``anatomy.ANGLE_NAMES``): thumb [cmc_flex, cmc_abd,
+    mcp_flex, ip_flex], fingers
     [mcp_flex, mcp_abd, pip_flex, dip_flex].
 
     Inverts HandSim's forward kinematics: the hand frame from the palm (``hand_frame``); per
@@ -163,12 +164,12 @@ def joint_angles(j3d) -> np.ndarray:
 
 
 def angle_violations(j3d, tol_deg: float = 1.0) -> float:
-    """Fraction of frames (N, 21, 3) with any of the 20 joint angles (``joint_angles``) outside
+    """Fraction of frames (N, 21, 3) with any of the 20 joint angles (``dof_angles``) outside
     HandSim's anatomical limits by more than ``tol_deg`` (for float error and the numerics of the
     fit). Only the 20 degrees of freedom HandSim has are tested (flexion and MCP/CMC abduction);
     not the DIP = 2/3 PIP coupling, out-of-plane bends at hinge joints, or the wrist. Limits come
     from HandSim, so on FPHAB/HO3D this reads "outside HandSim's (literature) ranges"."""
-    ang = joint_angles(j3d)
+    ang = dof_angles(j3d)
     if len(ang) == 0:
         return math.nan
     lo, hi = anatomy.LIMITS[..., 0] - tol_deg, anatomy.LIMITS[..., 1] + tol_deg

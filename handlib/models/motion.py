@@ -211,11 +211,6 @@ class MotionDiscriminator(nn.Module):
             return score.mean(1)  # (B,)
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters; spectral norm's power-iteration vectors are buffers."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 def save_discriminator(D: MotionDiscriminator, path, **extra) -> str:
     """D's weights, its ``MotionConfig`` and ``extra`` (plain values: representation, center,
     where it came from) in one file, for ``load_discriminator``."""

@@ -226,7 +226,3 @@ class PoseModel(nn.Module):
         # inputs detached: the root loss trains the MLP only, the backbone learns from Eq. 2
         xy_n = normalize_points(j2d.detach(), K)[..., :2]  # (B, 21, 2)
         return zcf + self.refiner(z_rel_n.detach(), xy_n, zcf)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -9,20 +9,30 @@ different frame rates compare. Distances between datasets are 1-D Wasserstein di
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from scipy.stats import wasserstein_distance
 
+from handlib.analysis.figures import save_figure
 from handlib.config import StageConfig, param
-from handlib.skeleton import BONES, JOINT_NAMES, PARENTS, TIPS, bone_lengths
+from handlib.data.fphab import read_motion as fphab_motion
+from handlib.data.handsim import load_handsim
+from handlib.data.handsim.dataset import HandSimConfig, plan_motion
+from handlib.data.handsim.motion import FPS
+from handlib.data.handsim.viz import BEND_JOINTS, bend_angles
+from handlib.data.ho3d import read_motion as ho3d_motion
+from handlib.data.realdata import train_motion
+from handlib.paths import results_dir
+from handlib.repro import atomic_write_text
+from handlib.skeleton import BONES, JOINT_NAMES, bone_lengths
 
 REF_FPS = 30.0
-ANGLE_JOINTS = tuple(j for j in range(1, 21) if j not in TIPS)  # joints with one child in the chain
+ANGLE_JOINTS = BEND_JOINTS  # joints with a parent and a child bone, without the thumb's CMC
 QUANTITIES = ("speed", "accel", "bone_cv", "angle")
 
 
@@ -56,16 +66,6 @@ def bone_length_cv(seq: np.ndarray) -> np.ndarray:
     return b.std(0) / np.maximum(b.mean(0), 1e-9)
 
 
-def joint_angles(seq: np.ndarray) -> np.ndarray:
-    """(T, 21, 3) -> (T, 15) degrees: angle between the incoming and outgoing bone at each
-    non-tip finger joint (0 = straight)."""
-    j = np.asarray(ANGLE_JOINTS)
-    inc = seq[:, j] - seq[:, [PARENTS[i] for i in j]]
-    out = seq[:, j + 1] - seq[:, j]
-    cos = (inc * out).sum(-1) / np.maximum(np.linalg.norm(inc, axis=-1) * np.linalg.norm(out, axis=-1), 1e-9)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
 @dataclass
 class MotionStats:
     """Pooled statistics of one dataset."""
@@ -76,7 +76,7 @@ class MotionStats:
     speed: np.ndarray  # (N1, 21) mm/frame @30fps
     accel: np.ndarray  # (N2, 21) mm/frame^2 @30fps
     bone_cv: np.ndarray  # (n_sequences, 20)
-    angle: np.ndarray  # (N, 15) degrees
+    angle: np.ndarray  # (N, 14) degrees (``viz.bend_angles``)
 
     def pooled(self, quantity: str) -> np.ndarray:
         return np.asarray(getattr(self, quantity), dtype=np.float64).ravel()
@@ -92,7 +92,7 @@ def motion_statistics(name: str, sequences: list[np.ndarray], fps: float = REF_F
         speed=np.concatenate([speeds(s, fps) for s in seqs]),
         accel=np.concatenate([accelerations(s, fps) for s in seqs]),
         bone_cv=np.stack([bone_length_cv(s) for s in seqs]),
-        angle=np.concatenate([joint_angles(s) for s in seqs]))
+        angle=np.concatenate([bend_angles(s) for s in seqs]))
 
 
 def summary_table(stats: list[MotionStats]) -> pd.DataFrame:
@@ -137,9 +137,6 @@ def long_frame(stats: list[MotionStats], quantity: str, max_values: int, seed: i
 
 def plot_distributions(stats: list[MotionStats], max_values: int = 20000, seed: int = 0):
     """2x2 figure: speed and acceleration densities (log x), bone-length CV, angle ranges."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     for a, q, label in ((ax[0, 0], "speed", "joint speed (mm/frame @30 fps)"),
                         (ax[0, 1], "accel", "joint acceleration (mm/frame$^2$ @30 fps)")):
@@ -163,9 +160,6 @@ def plot_distributions(stats: list[MotionStats], max_values: int = 20000, seed: 
 
 def plot_per_joint(stats: list[MotionStats]):
     """Median speed and acceleration per joint and dataset."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     rows = [{"dataset": s.name, "joint": JOINT_NAMES[j], "speed": np.median(s.speed[:, j]),
              "accel": np.median(s.accel[:, j])} for s in stats for j in range(21)]
     df = pd.DataFrame(rows)
@@ -190,8 +184,6 @@ def handsim_wrist_speeds(preset: str = "smoke", ego_motion=(0.0, 1.0), modes=("e
     """Wrist speed relative to the camera (p50 / p90 / p99, mm/frame @30 fps) of HandSim's video
     sequences per camera mode and ``ego_motion`` setting (0 = the fixed egocentric camera of
     hs1, 1 = the default head motion and arm transport). Motion only, nothing rendered."""
-    from handlib.data.handsim.dataset import HandSimConfig, plan_motion
-
     rows = []
     for mode in modes:
         for e in ego_motion:
@@ -202,60 +194,33 @@ def handsim_wrist_speeds(preset: str = "smoke", ego_motion=(0.0, 1.0), modes=("e
     return pd.DataFrame(rows)
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write a figure atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def dataset_motions(cfg: MotionStatsConfig) -> list[tuple[str, list[np.ndarray], float]]:
     """(name, sequences, fps) per available source: HandSim's video ground truth (both
     splits) and its unpaired motion corpus always; FPHAB / HO3D training ground truth when
     their roots are set (read from the annotation files only, no images decoded)."""
-    from handlib.data.handsim import load_handsim
-    from handlib.data.handsim.motion import FPS
-    from handlib.data.realdata import train_motion
-
     hs = load_handsim(preset=cfg.handsim_preset, cache_root=cfg.cache_root or None)
     video = train_motion(hs.store, split="train")[0] + train_motion(hs.store, split="test")[0]
     out = [("handsim_video", video, float(FPS)), ("handsim_corpus", list(hs.motion[0]), float(FPS))]
     if cfg.fphab_root:
-        from handlib.data.fphab import read_motion as fphab_motion
-
         out.append(("fphab", fphab_motion(cfg.fphab_root), cfg.fphab_fps))
     if cfg.ho3d_root:
-        from handlib.data.ho3d import read_motion as ho3d_motion
-
         out.append(("ho3d", ho3d_motion(cfg.ho3d_root), cfg.ho3d_fps))
     return out
 
 
-def write_results(stats: list[MotionStats], max_values: int = 20000, seed: int = 0, results=None) -> dict[str, Path]:
-    """Summary and Wasserstein tables to results/tables/, figures to results/figures/ (atomic)."""
-    import matplotlib.pyplot as plt
+def plot_all(stats: list[MotionStats], max_values: int = 20000, seed: int = 0) -> dict:
+    """The notebook's figures by name: ``distributions`` and ``per_joint``."""
+    return {"distributions": plot_distributions(stats, max_values, seed), "per_joint": plot_per_joint(stats)}
 
-    from handlib.paths import results_dir
-    from handlib.repro import atomic_write_text
 
+def write_results(stats: list[MotionStats], figures: dict | None = None, results=None) -> dict[str, Path]:
+    """Summary and Wasserstein tables to results/tables/, ``figures`` (``plot_all``) to
+    results/figures/motion_<name>.png (atomic writes)."""
     root = results_dir(results)
     paths = {"summary": root / "tables" / "motion_statistics.csv",
              "wasserstein": root / "tables" / "motion_wasserstein.csv"}
     atomic_write_text(paths["summary"], summary_table(stats).to_csv(index=False, float_format="%.6g"))
     atomic_write_text(paths["wasserstein"], wasserstein_table(stats).to_csv(index=False, float_format="%.6g"))
-    for key, fig in (("distributions", plot_distributions(stats, max_values, seed)),
-                     ("per_joint", plot_per_joint(stats))):
-        paths[key] = save_figure(fig, root / "figures" / f"motion_{key}.png")
-        plt.close(fig)
+    for key, fig in (figures or {}).items():
+        paths[key] = save_figure(fig, f"motion_{key}", root, dpi=110, formats=("png",))[0]
     return paths
