@@ -2,11 +2,12 @@
 
     HANDLIB_RESULTS=.cache/test-results .venv/bin/python .ci/golden.py notebooks/02_pretrain.ipynb
 
-Keeps stdout streams, the text/plain of results and displays (tables, reprs) and figures as
-small PNGs (a figure over MAX_PNG bytes of base64 is scaled down until it fits, so every figure
-stays visible in the committed notebook; never a bare "<Figure size ...>" repr); drops widgets, stderr (progress bars) and per-cell timing metadata,
+Keeps stdout streams, the text/plain of results and displays (reprs; tables also as HTML,
+Markdown as Markdown) and figures as small PNGs (a figure over MAX_PNG bytes of base64 is scaled
+down until it fits, so every figure stays visible in the committed notebook; never a bare
+"<Figure size ...>" repr); drops widgets, stderr (progress bars) and per-cell timing metadata,
 so committed notebooks stay small and a reader sees the pictures. Execution counts and the
-`parameters` tag are kept.
+`parameters` tag are kept; the kernelspec is the one `make` installs.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
 from PIL import Image
 
-
 MAX_PNG = 60_000  # bytes of base64 per figure
+MAX_HTML = 40_000  # characters of a table's HTML (a larger one keeps its text only)
 # the kernel `make` installs into .venv: a notebook that names it opens unmodified in JupyterLab
 KERNELSPEC = {"display_name": "Python 3 (handlib .venv)", "language": "python", "name": "python3"}
 
@@ -61,7 +62,9 @@ def slim(nb) -> None:
                     continue
                 if out.data["text/plain"].startswith("<Figure size"):
                     continue  # a figure whose picture was not kept: no trace
-                out.data = {"text/plain": out.data["text/plain"]}
+                # tables keep their HTML (what JupyterLab shows), Markdown keeps its text
+                out.data = {k: v for k, v in out.data.items()
+                            if k == "text/plain" or (k in ("text/html", "text/markdown") and len(v) <= MAX_HTML)}
                 out.metadata = {}
                 keep.append(out)
             elif out.output_type == "error":

@@ -15,7 +15,10 @@ runs a params file lists; ``analysis`` itself never imports ``train`` or ``study
 - ``study_table``: supervised vs adversarial per grid, protocol and fraction, labelled with
   the study and its commits (the quick study beside the committed one);
 - ``missing_runs``: the runs of a params file without a record (what to launch);
-- ``plot_sweep``, ``save_table``, ``save_figure``.
+- ``plot_sweep``, ``plot_ablation``, ``save_table``;
+- ``build_report`` / ``report_figures`` / ``write_report`` / ``show_tables``: notebook 06 (every
+  table and figure, written under ``tables/`` and ``figures/``); ``compact`` narrows a table
+  for the screen.
 The paper's numbers (``PAPER_TABLE1``) are quoted beside ours, never mixed into our means.
 """
 from __future__ import annotations
@@ -26,11 +29,21 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
 from handlib import study
-from handlib.analysis.aggregate import DIAGNOSTICS, ci95, paired, to_markdown
-from handlib.analysis.figures import save_figure  # noqa: F401 (part of the report's API)
-from handlib.config import StageConfig, param
+from handlib.analysis.aggregate import (
+    DIAGNOSTICS,
+    SETTING_COLUMNS,
+    adversarial_runs,
+    ci95,
+    paired,
+    pretrain_runs,
+    search_table,
+    to_markdown,
+)
+from handlib.analysis.figures import save_figure
+from handlib.config import ConfigError, StageConfig, param
 from handlib.paths import results_dir
 from handlib.repro import atomic_write_text
 
@@ -58,14 +71,36 @@ class ReportConfig(StageConfig):
     results: str | None = param(None, help="results directory the records are read from")
     protocol_files: tuple[str, ...] = param(("params/protocol2.yaml", "params/protocol1.yaml"))
     ablation_file: str = param("params/ablations.yaml")
+    ablation_fraction: float = param(0.1, range=(0.0, 1.0), help="label fraction of the ablation rows")
+    search_file: str = param("", help="grid of the validation search (empty: none)")
+    claim_file: str = param("", help="grid of the per-method comparison over seeds (empty: none)")
+    when_file: str = param("", help='grid of the "when does it help?" settings (empty: none)')
+    reference: str = param("", help="a second results directory shown beside this one (empty: none)")
+    reference_files: tuple[str, ...] = param(("params/claim.yaml", "params/protocol2.yaml"),
+                                             help="the grids of ``reference``")
     out: str | None = param(None, help="where tables/ and figures/ go (default: the results directory)")
     smoke: bool = param(False, help="read smoke records (small); otherwise smoke records are left out")
     dpi: int = param(100, range=(30, 300))
     interactive: bool = param(False, help="show the ipywidgets explorer (skipped by papermill / nbval)")
 
+    def validate(self) -> None:
+        if self.ablation_fraction <= 0:
+            raise ConfigError(f"ReportConfig.ablation_fraction: {self.ablation_fraction} must be > 0")
+        files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file, self.when_file]
+        files += list(self.reference_files) if self.reference else []
+        missing = [f for f in files if f and not _grid_path(f).is_file()]
+        if missing:
+            raise ConfigError(f"ReportConfig: no such grid file: {', '.join(missing)} (paths are taken from "
+                              f"the repository root, {study.REPO_ROOT})")
+
     @property
     def out_dir(self) -> Path:
         return results_dir(self.out or self.results)
+
+
+def _grid_path(params_file: str) -> Path:
+    """A grid file's path (a relative one is taken from the repository root)."""
+    return Path(params_file) if Path(params_file).is_absolute() else study.REPO_ROOT / params_file
 
 
 def _commits(g: pd.DataFrame) -> str:
@@ -166,24 +201,34 @@ def ablation_label(row) -> str:
             "augment": "augmentation: without", "representation": "keypoints: 3D"}[k]
 
 
+def _per_group(df: pd.DataFrame, by: str, cols, compare) -> list[dict]:
+    """One row per group of ``by`` (in order of appearance): n, commits, mean +- std over seeds
+    of each of ``cols`` and what ``compare(label, group, col, name)`` adds for that column."""
+    out = []
+    for label, g in df.groupby(by, sort=False):
+        r = {by: label, "n": len(g), "commits": _commits(g)}
+        for c in cols:
+            name = c.rsplit("/", 1)[-1]
+            r |= _mean_std(g[c], name) | compare(label, g, c, name)
+        out.append(r)
+    return out
+
+
 def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
     """One row per variant: mean +- std over seeds, the paired difference to the full model
     (same pre-training runs) and the paper's FPHAB numbers in separate columns."""
     d = df.assign(row=[ablation_label(r) for _, r in df.iterrows()])
     full = d[d.row == "full model"]
-    out = []
-    for label, g in d.groupby("row", sort=False):
-        r = {"row": label, "n": len(g), "commits": _commits(g)}
-        for c in cols:
-            name = c.rsplit("/", 1)[-1]
-            r |= _mean_std(g[c], name)
-            both = g.set_index("pretrain_run")[c].align(full.set_index("pretrain_run")[c], join="inner")
-            diff = both[0] - both[1]
-            m, lo, hi = ci95(diff) if label != "full model" else (np.nan,) * 3
-            r |= {f"{name}_vs_full": m, f"{name}_vs_full_lo": lo, f"{name}_vs_full_hi": hi}
-        paper = PAPER_TABLE1.get(label, (np.nan, np.nan))
+
+    def vs_full(label, g, c, name):
+        both = g.set_index("pretrain_run")[c].align(full.set_index("pretrain_run")[c], join="inner")
+        m, lo, hi = ci95(both[0] - both[1]) if label != "full model" else (np.nan,) * 3
+        return {f"{name}_vs_full": m, f"{name}_vs_full_lo": lo, f"{name}_vs_full_hi": hi}
+
+    out = _per_group(d, "row", cols, vs_full)
+    for r in out:
+        paper = PAPER_TABLE1.get(r["row"], (np.nan, np.nan))
         r |= {"paper_fphab_abs": paper[0], "paper_fphab_rr": paper[1]}
-        out.append(r)
     order = list(PAPER_TABLE1)
     t = pd.DataFrame(out)
     return t.assign(_o=[order.index(x) if x in order else len(order) for x in t.row]).sort_values("_o").drop(
@@ -198,7 +243,7 @@ def missing_runs(params_file: str, results: str | None = None) -> list[str]:
 
 def _expand(params_file: str, results: str | None):
     """The runs of a params file (a relative path is taken from the repository root)."""
-    s = study.load_study(study.REPO_ROOT / params_file if not Path(params_file).is_absolute() else params_file)
+    s = study.load_study(_grid_path(params_file))
     if results is not None:
         s.results = results
     return study.expand(s)
@@ -239,17 +284,14 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
                  baseline: str = "supervised") -> pd.DataFrame:
     """Per method: mean +- std over seeds of ``cols`` and the paired difference to ``baseline``
     (same pre-training runs) with its 95 % CI."""
-    out = []
-    for method, g in df.groupby("method", sort=False):
-        r = {"method": method, "n": len(g), "commits": _commits(g)}
-        for c in cols:
-            name = c.rsplit("/", 1)[-1]
-            r |= _mean_std(g[c], name)
-            if method != baseline:
-                _, s = paired(df[df.method.isin([method, baseline])], method, baseline, c)
-                r |= {f"{name}_diff": s["mean_diff"], f"{name}_ci": f"[{s['ci_low']:.1f}, {s['ci_high']:.1f}]"}
-        out.append(r)
-    return pd.DataFrame(out)
+
+    def vs_baseline(method, g, c, name):
+        if method == baseline:
+            return {}
+        _, s = paired(df[df.method.isin([method, baseline])], method, baseline, c)
+        return {f"{name}_diff": s["mean_diff"], f"{name}_ci": f"[{s['ci_low']:.1f}, {s['ci_high']:.1f}]"}
+
+    return pd.DataFrame(_per_group(df, "method", cols, vs_baseline))
 
 
 def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
@@ -339,3 +381,121 @@ def action_table(df: pd.DataFrame) -> pd.DataFrame:
     out.index = [c.rsplit("/", 1)[-1] for c in cols]
     out.index.name = "action"
     return out.reset_index()
+
+
+# ---------------------------------------------------------------- the whole report (notebook 06)
+@dataclass
+class Report:
+    """The study's tables (name -> (table, float format of its Markdown)) and what the grids
+    still lack: ``missing`` maps a grid to its runs without a record."""
+
+    tables: dict[str, tuple[pd.DataFrame, str]]
+    sweeps: dict[int, tuple[pd.DataFrame, pd.DataFrame]]  # protocol -> (sweep table, its runs)
+    ablations: pd.DataFrame
+    missing: dict[str, list[str]]
+    commits: list[str]
+
+
+def build_report(cfg: ReportConfig) -> Report:
+    """Every table of the report from the records of ``cfg.results``: Fig. 4 and the paired
+    improvement per protocol, Table 1, per method at each Protocol 2 fraction, this study beside
+    ``cfg.reference``, and where their grids are given the validation search, the per-method
+    claim (diagnostics, per action) and "when does it help?"."""
+    df = select(adversarial_runs(cfg.results), cfg.smoke)
+    sw = sweep_runs(df, cfg.protocol_files, cfg.results, pretrained=select(pretrain_runs(cfg.results), cfg.smoke))
+    tables, sweeps = {}, {}
+    for p in sorted(sw.protocol.unique()):
+        d = sw[sw.protocol == p]
+        sweeps[p] = (sweep_table(d, p), d)
+        tables[f"sweep_protocol{p}"] = (sweeps[p][0], ".1f")
+        tables[f"improvement_protocol{p}"] = (improvement_table(d, p), ".1f")
+    ab = runs_in(df, [cfg.ablation_file], cfg.results)
+    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)])
+    tables["ablations"] = (abl, ".1f")
+    for frac, g in sw[sw.protocol == 2].groupby("fraction"):
+        tables[f"methods_protocol2_fraction{frac:g}"] = (method_table(g), ".1f")
+    studies = study_table(df, cfg.protocol_files, cfg.results, "this study")
+    if cfg.reference:
+        ref = study_table(select(adversarial_runs(cfg.reference), False), cfg.reference_files, cfg.reference,
+                          "committed")
+        studies = pd.concat([studies, ref], ignore_index=True)
+    tables["studies"] = (studies, ".1f")
+    if cfg.search_file:
+        tables["search_validation"] = (search_table(runs_in(df, [cfg.search_file], cfg.results)), ".1f")
+    if cfg.claim_file:
+        cl = runs_in(df, [cfg.claim_file], cfg.results)
+        tables["claim_methods"] = (method_table(cl), ".1f")
+        tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
+        tables["claim_actions"] = (action_table(cl), ".1f")
+    if cfg.when_file:
+        when = runs_in(df, [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else []), cfg.results)
+        tables["when"] = (when_table(when), ".1f")
+    files = dict.fromkeys([*cfg.protocol_files, cfg.ablation_file])
+    commits = sorted(pd.concat([sw, ab]).commit.dropna().unique()) if len(sw) + len(ab) else []
+    return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits)
+
+
+def report_figures(rep: Report, dpi: int = 100) -> dict:
+    """The report's figures by name: Fig. 4 per protocol and Table 1 (left open, so that a
+    notebook shows them inline; ``write_report`` saves them)."""
+    figs = {f"sweep_protocol{p}": plot_sweep(t, d, p, f"Protocol {p}: test error vs labels (mean, 95 % CI over "
+                                              "seeds; dots: seeds)", dpi=dpi) for p, (t, d) in rep.sweeps.items()}
+    if len(rep.ablations):
+        figs["ablations"] = plot_ablation(rep.ablations, dpi=dpi)
+    return figs
+
+
+def write_report(rep: Report, figures: dict, out: Path, dpi: int = 100) -> list[Path]:
+    """Each table as ``<out>/tables/<name>.{csv,md}``, each figure as ``<out>/figures/<name>.{png,pdf}``."""
+    written = [p for name, (t, fmt) in rep.tables.items() for p in save_table(t, name, out, floatfmt=fmt)]
+    return written + [p for name, fig in figures.items() for p in save_figure(fig, name, out, dpi=dpi)]
+
+
+def summary_lines(rep: Report) -> list[str]:
+    """What the report rests on: each grid's runs without a record (with the command that runs
+    them; rows are never dropped silently) and the commits of the code that made its runs."""
+    lines = [f"{f}: {len(m)} run(s) without a record" + (f": python -m handlib.study --params {f}" if m else "")
+             for f, m in rep.missing.items()]
+    return lines + ["commits of these runs: " + (", ".join(rep.commits) or "none")]
+
+
+def compact(t: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A table narrowed to be read on screen: ``x`` with ``x_std`` -> "x ± std"; ``x`` with
+    ``x_lo`` / ``x_hi`` (or ``x_ci``, or ``ci_low`` / ``ci_high`` after ``diff``) -> "x [lo, hi]";
+    the commits and per-seed value lists left out (both stay in the saved tables)."""
+    cols, used, out = list(t.columns), set(), {}
+
+    def f(v) -> str:
+        return "" if pd.isna(v) else f"{v:.{digits}f}"
+
+    def bounds(c: str) -> tuple[str, str] | None:
+        for lo, hi in ((f"{c}_lo", f"{c}_hi"), ("ci_low", "ci_high") if c == "diff" else ("", ""),
+                       ("rel_ci_low_%", "rel_ci_high_%") if c == "rel_%" else ("", "")):
+            if lo in cols and hi in cols:
+                return lo, hi
+        return None
+
+    for c in cols:
+        if c in used or c == "commits" or c.endswith("_seeds"):
+            continue
+        v = t[c]
+        if f"{c}_std" in cols:
+            used.add(f"{c}_std")
+            v = [f(a) + ("" if pd.isna(b) else f" ± {f(b)}") for a, b in zip(t[c], t[f"{c}_std"])]
+        elif (b := bounds(c)) is not None:
+            used.update(b)
+            v = [f(a) + ("" if pd.isna(lo) else f" [{f(lo)}, {f(hi)}]") for a, lo, hi in zip(t[c], t[b[0]], t[b[1]])]
+        elif c.endswith("_diff") and f"{c[:-5]}_ci" in cols:
+            used.add(f"{c[:-5]}_ci")
+            v = [f(a) + ("" if pd.isna(a) else f" {ci}") for a, ci in zip(t[c], t[f"{c[:-5]}_ci"])]
+        elif pd.api.types.is_float_dtype(v) and c not in SETTING_COLUMNS:
+            v = [f(a) for a in v]
+        out[c] = list(v)
+    return pd.DataFrame(out, index=t.index)
+
+
+def show_tables(rep: Report) -> None:
+    """Display each table, narrowed (``compact``), under its name (in a notebook)."""
+    for name, (t, _) in rep.tables.items():
+        display(Markdown(f"**{name}** ({len(t)} rows)"))
+        display(compact(t) if len(t) else Markdown("*no runs yet*"))
