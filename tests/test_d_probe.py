@@ -48,8 +48,9 @@ def test_d_probe_reports_accuracy_auc_and_rank_correlation_and_restores_modes():
     assert a["n_windows"] == len(w.video_idx) == 6
     assert 0 <= a["d_acc"] <= 1 and 0 <= a["d_auc"] <= 1
     assert -1 <= a["d_spearman_abs"] <= 1 and -1 <= a["d_spearman_rr"] <= 1
+    assert -1 <= a["d_spearman_vel"] <= 1
     assert set(a) == {"n_windows", "d_score_pred", "d_score_real", "d_auc", "d_acc", "d_spearman_abs",
-                      "d_spearman_rr"}
+                      "d_spearman_rr", "d_spearman_vel"}
     assert d_probe(model, D, w, rt, "25d", batch_windows=4) == a  # deterministic, batch-independent
 
 
@@ -74,3 +75,24 @@ def test_probe_windows_are_encoded_with_the_scale_m_ran_with():
     z_norm = (out.z_rel / C[:, None]).unflatten(0, rows.shape)
     assert torch.allclose(pred["x"][..., 2], z_norm, atol=1e-5)
     assert pred["x"].shape == (len(w.video_idx), S, 21, 3) and pred["err_abs"].shape == (len(w.video_idx),)
+
+
+def test_window_motion_error_is_the_displacement_error_of_root_relative_joints():
+    """err_vel: mean |predicted - true frame-to-frame displacement| of root-relative joints (mm)."""
+    from handlib.analysis import d_probe as P
+
+    torch.manual_seed(0)
+    store = _store()
+    w = probe_windows(store, ["v0"], ([], []), S)
+    model = PoseModel(PoseConfig(image_size=SIZE)).eval()
+    rt = resolve_runtime("cpu", "fp32", "off")
+    pred = P.predict_probe(model, w, rt, "25d", batch_windows=8)
+    b = w.video.__getitems__(w.video_idx)
+    rows = b["start"].numpy()[:, None] + np.arange(S)
+    gt = torch.from_numpy(store.j3d[rows.ravel()]).float()
+    with torch.no_grad():
+        from handlib.skeleton import ref_bone_length
+        out = model(b["images"].flatten(0, 1), b["K"].flatten(0, 1), ref_bone_length(gt))
+    rel = (out.j3d - out.j3d[:, :1]) - (gt - gt[:, :1])  # the root is joint 0
+    want = rel.unflatten(0, rows.shape).diff(dim=1).norm(dim=-1).mean((1, 2))
+    assert torch.allclose(pred["err_vel"], want, atol=1e-3)

@@ -60,7 +60,10 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 @torch.no_grad()
 def predict_probe(model, windows: ProbeWindows, runtime, representation: str, center: bool = False,
                   batch_windows: int = 8) -> dict[str, Tensor]:
-    """M's encoded validation windows and their errors: {"x": (N, S, 21, 3), "err_abs", "err_rr": (N,) mm}.
+    """M's encoded validation windows and their errors: {"x": (N, S, 21, 3), "err_abs", "err_rr",
+    "err_vel": (N,) mm}. ``err_vel`` is the window's motion error: the mean distance between the
+    predicted and the true frame-to-frame displacement of each root-relative joint (mm / frame),
+    blind to a constant per-window pose offset, which a per-frame error is not.
 
     M (eval mode, restored) runs with each frame's ground-truth hand scale, as the validation
     evaluation does, and its windows are encoded with that same scale, so channel 2 of "25d" is
@@ -68,7 +71,7 @@ def predict_probe(model, windows: ProbeWindows, runtime, representation: str, ce
     encoded with its scale prior)."""
     m_mode = model.training
     model.eval()
-    xs, err_abs, err_rr = [], [], []
+    xs, err_abs, err_rr, err_vel = [], [], [], []
     try:
         store, dev = windows.video.store, runtime.device
         for i in range(0, len(windows.video_idx), batch_windows):
@@ -87,11 +90,14 @@ def predict_probe(model, windows: ProbeWindows, runtime, representation: str, ce
             pred = out.j3d.float().cpu()
             err_abs.append(MX.mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
             err_rr.append(MX.rr_mpjpe(pred, gt).reshape(Bw, S, -1).mean((1, 2)))
+            rel = MX.root_relative(pred) - MX.root_relative(gt)  # (Bw*S, 21, 3) mm
+            err_vel.append(rel.unflatten(0, (Bw, S)).diff(dim=1).norm(dim=-1).mean((1, 2)))
     finally:
         model.train(m_mode)
     if not xs:
-        return {"x": torch.zeros(0), "err_abs": torch.zeros(0), "err_rr": torch.zeros(0)}
-    return {"x": torch.cat(xs), "err_abs": torch.cat(err_abs), "err_rr": torch.cat(err_rr)}
+        return {"x": torch.zeros(0), "err_abs": torch.zeros(0), "err_rr": torch.zeros(0), "err_vel": torch.zeros(0)}
+    return {"x": torch.cat(xs), "err_abs": torch.cat(err_abs), "err_rr": torch.cat(err_rr),
+            "err_vel": torch.cat(err_vel)}
 
 
 @torch.no_grad()
@@ -111,6 +117,8 @@ def score_probe(D: MotionDiscriminator, pred: dict[str, Tensor], real: dict[str,
         if len(fake) >= 3:
             res["d_spearman_abs"] = float(spearmanr(fake, pred["err_abs"].numpy()).statistic)
             res["d_spearman_rr"] = float(spearmanr(fake, pred["err_rr"].numpy()).statistic)
+            if "err_vel" in pred:
+                res["d_spearman_vel"] = float(spearmanr(fake, pred["err_vel"].numpy()).statistic)
         if real is not None:
             r = torch.cat([D(encode_real(real["j3d"][i:i + batch_windows].to(dev),
                                          real["K"][i:i + batch_windows].to(dev), representation, center)).float().cpu()
@@ -127,7 +135,8 @@ def d_probe(model, D: MotionDiscriminator, windows: ProbeWindows, runtime, repre
     """D on M's validation windows vs held-out real windows; see the module docstring.
 
     Keys: d_acc, d_auc (real vs predicted), d_score_real, d_score_pred, d_spearman_abs,
-    d_spearman_rr (score vs window error; negative = informative), n_windows."""
+    d_spearman_rr, d_spearman_vel (score vs window error, per-frame or motion; negative =
+    informative), n_windows."""
     if not windows.video_idx:
         return {}
     pred = predict_probe(model, windows, runtime, representation, center, batch_windows)
