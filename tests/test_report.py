@@ -144,3 +144,41 @@ def test_saved_figures_are_byte_stable(tmp_path):
     again = [p.read_bytes() for p in R.save_figure(fig, "f", tmp_path, dpi=30)]
     assert first == again and first[1].startswith(b"%PDF")
     assert b"CreationDate" not in first[1]  # the date would change the bytes on every report run
+
+
+def test_compact_joins_spread_and_intervals_and_drops_commits():
+    t = pd.DataFrame({"method": ["a", "b"], "n": [2, 2], "commits": ["x", "x"], "mpjpe_abs": [10.0, 12.0],
+                      "mpjpe_abs_std": [1.0, np.nan], "mpjpe_abs_diff": [np.nan, 2.0],
+                      "mpjpe_abs_ci": [np.nan, "[1.0, 3.0]"], "rr": [5.0, 6.0], "rr_lo": [4.0, 5.0],
+                      "rr_hi": [6.0, 7.0], "rr_seeds": ["5.0", "6.0"], "fraction": [0.25, 0.5]})
+    c = R.compact(t)
+    assert list(c.columns) == ["method", "n", "mpjpe_abs", "mpjpe_abs_diff", "rr", "fraction"]
+    assert list(c.mpjpe_abs) == ["10.0 ± 1.0", "12.0"] and list(c.mpjpe_abs_diff) == ["", "2.0 [1.0, 3.0]"]
+    assert list(c.rr) == ["5.0 [4.0, 6.0]", "6.0 [5.0, 7.0]"] and list(c.fraction) == [0.25, 0.5]
+    df = _df()
+    imp = R.compact(R.improvement_table(df[[R.ablation_label(r) != "D depth 4" for _, r in df.iterrows()]], 2))
+    assert "ci_low" not in imp and imp["diff"].str.contains(r"\[").all()
+
+
+def test_report_config_validates_grid_files_and_fraction():
+    from handlib.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no such grid file: params/nope.yaml"):
+        R.ReportConfig.from_params({"claim_file": "params/nope.yaml"})
+    with pytest.raises(ConfigError, match="ablation_fraction"):
+        R.ReportConfig.from_params({"ablation_fraction": 0.0})
+    assert R.ReportConfig.from_params({"reference_files": ["params/nope.yaml"]}).reference == ""  # unused
+
+
+def test_build_and_write_the_smoke_report(tmp_path):
+    cfg = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "dpi": 30, "out": str(tmp_path),
+                                      "protocol_files": ["params/smoke.yaml"], "ablation_file": "params/smoke.yaml",
+                                      "ablation_fraction": 0.25})
+    rep = R.build_report(cfg)
+    assert {"sweep_protocol2", "improvement_protocol2", "ablations", "studies"} <= set(rep.tables)
+    assert R.summary_lines(rep)[0] == "params/smoke.yaml: 0 run(s) without a record"
+    figs = R.report_figures(rep, cfg.dpi)
+    assert set(figs) == {"sweep_protocol2", "ablations"}
+    names = {p.name for p in R.write_report(rep, figs, cfg.out_dir, cfg.dpi)}
+    assert {"studies.md", "sweep_protocol2.png", "ablations.pdf"} <= names
+    assert all((tmp_path / ("figures" if n.endswith(("png", "pdf")) else "tables") / n).exists() for n in names)

@@ -224,3 +224,39 @@ def write_results(stats: list[MotionStats], figures: dict | None = None, results
     for key, fig in (figures or {}).items():
         paths[key] = save_figure(fig, f"motion_{key}", root, dpi=110, formats=("png",))[0]
     return paths
+
+
+def summary_lines(summary: pd.DataFrame, distances: pd.DataFrame) -> list[str]:
+    """Rounded counts, medians and Wasserstein distances, one line per dataset and per pair."""
+    out = [f"{r['dataset']} {int(r['sequences'])} {int(r['frames'])} speed median {round(r['speed_median'], 1)} "
+           f"accel median {round(r['accel_median'], 1)} bone CV max {round(r['bone_cv_max'], 3)}"
+           for _, r in summary.iterrows()]
+    return out + [f"W {r['a']} {r['b']} {r['quantity']} {round(r['wasserstein'], 1)}" for _, r in distances.iterrows()]
+
+
+def wrist_lines(wrist: pd.DataFrame) -> list[str]:
+    """``handsim_wrist_speeds``' quantiles per camera and ``ego_motion``, and the egocentric
+    camera's speed-up from ``ego_motion`` 0 to 1 at p50 / p90."""
+    out = [f"{r['camera']} ego_motion {r['ego_motion']} p50/p90/p99 {round(r['p50'], 1)} {round(r['p90'], 1)} "
+           f"{round(r['p99'], 1)}" for _, r in wrist.iterrows()]
+    ego = wrist[wrist["camera"] == "ego"].set_index("ego_motion")
+    if {0.0, 1.0} <= set(ego.index):
+        out.append(f"ego speed-up p50 / p90: {round(ego.loc[1.0, 'p50'] / ego.loc[0.0, 'p50'], 1)} / "
+                   f"{round(ego.loc[1.0, 'p90'] / ego.loc[0.0, 'p90'], 1)}")
+    return out
+
+
+def joint_explorer(stats: list[MotionStats]):
+    """ipywidgets: one joint's speed or acceleration histogram per dataset."""
+    import ipywidgets as W  # deferred: a widget front-end is only needed when the explorer is opened
+
+    def show(joint: str = "index_tip", quantity: str = "speed"):
+        j = JOINT_NAMES.index(joint)
+        fig, ax = plt.subplots(figsize=(6, 3))
+        for s in stats:
+            ax.hist(getattr(s, quantity)[:, j], bins=60, histtype="step", density=True, label=s.name)
+        ax.set_xlabel(f"{quantity} of {joint} (@30 fps)")
+        ax.legend()
+        plt.show()
+
+    return W.interact(show, joint=list(JOINT_NAMES), quantity=["speed", "accel"])
