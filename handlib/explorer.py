@@ -22,7 +22,7 @@ from handlib.analysis.aggregate import adversarial_runs
 from handlib.paths import REPO_ROOT, results_dir
 from handlib.train.adversarial import load_selected, summary_table
 from handlib.train.evaluate import predict
-from handlib.train.figures import GT_COLOR, PRED_COLOR, _skeleton_2d, plot_adversarial_history
+from handlib.train.figures import GT_COLOR, PRED_COLOR, plot_adversarial_history, skeleton_2d
 from handlib.train.loop import resolve_runtime
 from handlib.train.pretrain import PretrainConfig
 from handlib.train.stage import find_pretrain, load_data, read_split
@@ -33,8 +33,8 @@ def frame_figure(image: np.ndarray, gt2d: np.ndarray, pred2d: np.ndarray, err: n
     """Left: frame ``t`` with GT and predicted 2D skeletons; right: per-frame error (mm)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi, gridspec_kw={"width_ratios": [1, 1.6]})
     a.imshow(image)
-    _skeleton_2d(a, gt2d, GT_COLOR, "GT")
-    _skeleton_2d(a, pred2d, PRED_COLOR, "pred")
+    skeleton_2d(a, gt2d, GT_COLOR, "GT")
+    skeleton_2d(a, pred2d, PRED_COLOR, "pred")
     a.set_axis_off()
     a.legend(fontsize=7, loc="lower left")
     b.plot(err, color="k", lw=1)

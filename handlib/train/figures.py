@@ -11,7 +11,8 @@ from handlib.skeleton import BONES
 GT_COLOR, PRED_COLOR = "tab:green", "tab:red"
 
 
-def _skeleton_2d(ax, j2d: np.ndarray, color: str, label: str) -> None:
+def skeleton_2d(ax, j2d: np.ndarray, color: str, label: str) -> None:
+    """A (21, 2) px skeleton in one colour (``label`` on its first bone, for a legend)."""
     for i, (p, c) in enumerate(BONES):
         ax.plot(j2d[[p, c], 0], j2d[[p, c], 1], color=color, lw=1.2, label=label if i == 0 else None)
     ax.scatter(j2d[:, 0], j2d[:, 1], s=4, color=color)
@@ -32,8 +33,8 @@ def plot_predictions(store, pred: dict, n: int = 4, seed: int = 0):
         row = int(pred["row"][i])
         ax = fig.add_subplot(2, len(idx), k + 1)
         ax.imshow(store.images[row])
-        _skeleton_2d(ax, pred["gt2d"][i].numpy(), GT_COLOR, "GT")
-        _skeleton_2d(ax, pred["pred2d"][i].numpy(), PRED_COLOR, "pred")
+        skeleton_2d(ax, pred["gt2d"][i].numpy(), GT_COLOR, "GT")
+        skeleton_2d(ax, pred["pred2d"][i].numpy(), PRED_COLOR, "pred")
         ax.set_title(f"{store.meta['sequence'].iloc[row]} #{store.meta['frame'].iloc[row]}", fontsize=8)
         ax.set_axis_off()
         if k == 0:
