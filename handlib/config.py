@@ -74,6 +74,10 @@ class StageConfig:
     """Base class: subclasses are frozen dataclasses whose fields are parameters."""
 
     stage: ClassVar[str] = "stage"
+    # former field names still found in older records: old name -> field (``from_record``)
+    renamed: ClassVar[dict[str, str]] = {}
+    # values of changed defaults that older records were made with, for keys they lack
+    legacy: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -132,11 +136,51 @@ class StageConfig:
         names = cls.field_names()
         return cls.from_params({**(defaults or {}), **{k: ns[k] for k in names if k in ns}})
 
+    @classmethod
+    def record_params(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The parameters of a record's ``config.json`` (its ``config`` block or the flat dict):
+        former names renamed (``renamed``), keys that are not fields dropped, and for changed
+        defaults it lacks, the values it was made with (``legacy``)."""
+        config = config.get("config", config)
+        names = cls.field_names()
+        params = {cls.renamed.get(k, k): v for k, v in config.items()}
+        return {**cls.legacy, **{k: v for k, v in params.items() if k in names}}
+
+    @classmethod
+    def from_record(cls, config: dict[str, Any]):
+        """The config a record was made with (see ``record_params``)."""
+        return cls.from_params(cls.record_params(config))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
+
+
+def defaults(**values: Any):
+    """Class decorator (under ``@dataclass``): inherited fields with this class's defaults. A
+    stage config inherits a component's fields (declared, validated and documented once there)
+    and states only the defaults of its own that differ:
+
+        @dataclass(frozen=True)
+        @defaults(steps=400, lr=1e-4)
+        class MyStage(LoopParams, StageConfig): ...
+    """
+    def deco(cls: type) -> type:
+        own = cls.__dict__.get("__annotations__")
+        if own is None:
+            own = {}
+            setattr(cls, "__annotations__", own)
+        for name, value in values.items():
+            base = next((b.__dataclass_fields__[name] for b in cls.__mro__[1:]
+                         if name in getattr(b, "__dataclass_fields__", {})), None)
+            if base is None:
+                raise TypeError(f"{cls.__name__}: no inherited field {name!r} to give a default")
+            own[name] = base.type
+            setattr(cls, name, field(default=value, metadata=base.metadata))
+        return cls
+    return deco
 
 
 def param(default: Any, *, choices: tuple | None = None, range: tuple | None = None, help: str = ""):

@@ -54,11 +54,6 @@ from handlib.repro import atomic_write_text, git_commit, run_id
 
 STAGE_CONFIGS = {"pretrain": "handlib.train.pretrain:PretrainConfig",
                  "adversarial": "handlib.train.adversarial:AdversarialConfig"}
-# fields an adversarial-stage run shares with the pre-training run it starts from
-PRETRAIN_MATCH = {"dataset": "dataset", "root": "root", "preset": "preset", "appearance_shift": "appearance_shift",
-                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed",
-                  "split_seed": "pretrain_split_seed",
-                  "image_size": "image_size", "smoke": "smoke"}
 COST_KEYS = ("dataset", "preset", "image_size", "steps", "frozen_steps", "batch_size", "method", "unlabelled_frames")
 
 
@@ -170,7 +165,7 @@ def _same_config(res: Path, stage: str, params: dict) -> str | None:
         c = d / "config.json"
         if not (c.exists() and _finished(d)):
             continue
-        got = json.loads(c.read_text()).get("config", {})
+        got = cls.record_params(json.loads(c.read_text()))  # older names and defaults as recorded
         if all(got.get(k, cls.__dataclass_fields__[k].default) == v for k, v in want.items()):
             return d.name
     return None
@@ -257,12 +252,6 @@ def preflight(runs: list[Run]) -> None:
 
 
 # ---------------------------------------------------------------- dependencies and order
-def _starts_from(cfg, pc, ignore=()) -> bool:
-    """Whether the adversarial-stage config ``cfg`` continues from the pre-training config ``pc``
-    (``PRETRAIN_MATCH``, less the adversarial-side keys in ``ignore``)."""
-    return all(getattr(pc, a) == getattr(cfg, b) for a, b in PRETRAIN_MATCH.items() if b not in ignore)
-
-
 def resolve_dependencies(runs: list[Run]) -> list[Run]:
     """Fill ``deps`` (adversarial runs -> the pre-training run of this study they start from;
     ``always`` aggregation stages -> every other run) and order them: dependencies first, and
@@ -277,7 +266,7 @@ def resolve_dependencies(runs: list[Run]) -> list[Run]:
         if cfg.pretrain_run:
             r.deps = [p.id for p, _ in pre if p.id == cfg.pretrain_run]
         else:
-            r.deps = [p.id for p, pc in pre if _starts_from(cfg, pc)]
+            r.deps = [p.id for p, pc in pre if cfg.starts_from(pc)]
     for r in runs:  # aggregation stages read the records of every other run
         if r.always:
             r.deps = [o.id for o in runs if not o.always]
@@ -306,7 +295,7 @@ def unpaired_seeds(order: list[Run]) -> dict[str, str]:
         if r.stage != "adversarial" or len(r.deps) != 1 or r.deps[0] not in pre:
             continue
         cfg, dep = config_of(r), pre[r.deps[0]]
-        own = [i for i, pc in pre.items() if pc.seed == cfg.seed and _starts_from(cfg, pc, ignore=("pretrain_seed",))]
+        own = [i for i, pc in pre.items() if pc.seed == cfg.seed and cfg.starts_from(pc, ignore=("pretrain_seed",))]
         if dep.seed != cfg.seed and own:
             notes[r.id] = (f"seed {cfg.seed} starts from pre-training seed {dep.seed}, though {own[0]} "
                            f"is in this study (set pretrain_seed to pair them)")

@@ -13,7 +13,7 @@ import torch
 from handlib.data.datasets import FrameStore
 from handlib.data.protocols import make_split
 from handlib.models.pose import PoseConfig, PoseModel
-from handlib.train import stage
+from handlib.train import stage, stage_record
 from handlib.train.evaluate import evaluate_predictions, predict
 from handlib.train.loop import load_checkpoint, resolve_runtime
 from handlib.train.pretrain import PretrainConfig, run_pretrain
@@ -84,7 +84,7 @@ def test_record_states_checkpoint_and_facts(finished):
 def test_find_pretrain_survives_a_new_module(finished, monkeypatch):
     cfg, store, out = finished
     # a new .py file in handlib/train or handlib/models changes code_hash: the run stays findable
-    monkeypatch.setattr(stage, "code_hash", lambda: "0badc0de")
+    monkeypatch.setattr(stage_record, "code_hash", lambda: "0badc0de")
     for found in (stage.find_pretrain(out["run_id"], results=cfg.results), stage.find_pretrain(cfg=cfg)):
         assert found["run_id"] == out["run_id"] and found["checkpoint"] == out["checkpoint"]
         assert found["split_csv"].exists() and found["config"]["fraction"] == 0.5
@@ -159,7 +159,7 @@ def test_checkpoint_root_keyed_by_data_and_code(tmp_path, monkeypatch):
     a, b = small_store(), small_store(seed=1)
     ra, rb = stage.checkpoint_root(cfg, rec, fake_data(a)), stage.checkpoint_root(cfg, rec, fake_data(b))
     assert ra != rb and ra.parent == rb.parent == tmp_path / "cache" / "checkpoints" / "pretrain__x"
-    monkeypatch.setattr(stage, "code_hash", lambda: "12345678")
+    monkeypatch.setattr(stage_record, "code_hash", lambda: "12345678")
     assert stage.checkpoint_root(cfg, rec, fake_data(a)).name.endswith("-code-12345678")
     # smoke wipes what is there
     ra.mkdir(parents=True)

@@ -11,37 +11,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlib.config import ConfigError, StageConfig, param
+from handlib.config import ConfigError, defaults, param
 from handlib.models.motion import MotionConfig
 from handlib.train.discriminator import NDA_KINDS, DTrainConfig
-from handlib.train.loop import LoopConfig
+from handlib.train.loop import LoopConfig, LoopParams
+from handlib.train.stage_data import DataParams
+from handlib.train.stage_record import RecordParams
 
 METHODS = ("adversarial", "supervised", "smoothness", "pose_prior")
 
 
+# pre-training field -> the adversarial-stage field it must equal: the one rule by which a
+# continuation finds the pre-training run it starts from (the study's dependencies,
+# ``find_pretrain_run``, ``ensure_pretrain``)
+PRETRAIN_MATCH = {"dataset": "dataset", "root": "root", "preset": "preset", "appearance_shift": "appearance_shift",
+                  "protocol": "protocol", "fraction": "fraction", "seed": "pretrain_seed",
+                  "split_seed": "pretrain_split_seed", "image_size": "image_size", "smoke": "smoke"}
+
+
 @dataclass(frozen=True)
-class AdversarialConfig(StageConfig):
+@defaults(steps=400, lr=1e-4, eval_every=50, ckpt_every=100)
+class AdversarialConfig(RecordParams, LoopParams, DataParams):
+    """Data (``DataParams``: the pre-training run's), loop (``LoopParams``: ``lr`` is M's, constant)
+    and record (``RecordParams``) parameters are inherited; the method's and D's are declared here."""
+
     stage = "adversarial"
+    renamed = {"augment": "rotate"}  # records made before the rename (``from_record``)
     method: str = param("adversarial", choices=METHODS)
     # the pre-training run M starts from: its id, or the unique finished run with these fields
     pretrain_run: str | None = param(None, help="pre-training run id (results/runs/<id>)")
-    dataset: str = param("handsim", choices=("handsim", "fphab", "ho3d"))
-    root: str | None = param(None, help="dataset root on disk (real datasets)")
-    preset: str = param("smoke", choices=("smoke", "quick", "full"), help="HandSim preset")
-    appearance_shift: float | None = param(None, range=(0.0, 1.0), help="HandSim: the pre-training run's")
-    protocol: int = param(2, choices=(1, 2))
-    fraction: float = param(0.1, range=(0.0, 1.0))
-    image_size: int = param(128, range=(64, 256))
     pretrain_seed: int = param(0, range=(0, None))
     pretrain_split_seed: int | None = param(None, range=(0, None), help="the pre-training run's split_seed")
-    seed: int = param(0, range=(0, None))
     # D and its data
     representation: str = param("25d", choices=("25d", "3d"))
     S: int = param(16, range=(1, 256), help="window length (pose_prior uses 1)")
     d_depth: int = param(2, range=(1, 16))
     d_channels: int = param(256, range=(8, 2048))
     spectral_norm: bool = param(False)
-    augment: bool = param(True, help="one random rotation about the camera z-axis per window")
+    rotate: bool = param(True, help="D's augmentation: one random rotation about the camera z-axis per window")
     center: bool = param(False, help="'25d': rays relative to frame 0's root ray")
     # motion-aware options of D (each off in the paper's D)
     d_kernel: int = param(3, range=(1, 15), help="D's temporal kernel (odd); 5: receptive field 25 >= S = 16")
@@ -51,7 +58,6 @@ class AdversarialConfig(StageConfig):
     motion_source: str = param("auto", choices=("auto", "corpus", "train_gt"),
                                help="auto: the dataset's unpaired corpus if it has one, else train_gt")
     # steps, batches, balance
-    steps: int = param(400, range=(1, None))
     batch_size: int = param(16, range=(1, 4096), help="labelled frames per step")
     unlabelled_frames: int = param(32, range=(1, 4096), help="unlabelled frames per step (windows x S)")
     motion_batch: int = param(0, range=(0, 4096), help="real windows per D update; 0 = as many as fake")
@@ -71,30 +77,16 @@ class AdversarialConfig(StageConfig):
     d_probe_frames: int = param(1024, range=(16, None), help="validation frames (whole windows) D's probe scores")
     image_augment: str = param("pretrain", choices=("pretrain", "on", "off"),
                                help="HandAugment on the labelled batches; pretrain: as the pre-training run")
-    lr: float = param(1e-4, range=(0.0, 1.0), help="M's learning rate (constant)")
-    weight_decay: float = param(1e-4, range=(0.0, 1.0))
-    d_lr: float = param(1e-4, range=(0.0, 1.0))
+    d_lr: float = param(1e-5, range=(0.0, 1.0), help="D's learning rate; 1e-5: the committed study's")
     d_weight_decay: float = param(1e-4, range=(0.0, 1.0))
     d_beta1: float = param(0.5, range=(0.0, 1.0))
     d_every: int = param(1, range=(1, None), help="one D update every n steps")
     d_warmup: int = param(100, range=(0, None), help="steps in which D trains and lambda_MM = 0")
     lambda_mm: float = param(0.01, range=(0.0, None))
     lambda_warmup: int = param(100, range=(0, None), help="linear ramp of lambda_MM after d_warmup")
-    lambda_smooth: float = param(100.0, range=(0.0, None),
-                                 help="method smoothness; encoded windows move ~1e-2 per frame (velocity^2 ~ 1e-4)")
-    grad_clip: float = param(1.0, range=(0.0, None))
-    eval_every: int = param(50, range=(0, None), help="validation for model selection; 0 = end only")
+    # encoded windows move ~1e-2 per frame (velocity^2 ~ 1e-4)
+    lambda_smooth: float = param(10.0, range=(0.0, None), help="method smoothness; 10: the committed study's")
     eval_max_frames: int = param(512, range=(0, None), help="val frames per periodic eval; 0 = all")
-    ckpt_every: int = param(100, range=(0, None))
-    device: str = param("auto", choices=("auto", "cpu", "cuda"))
-    precision: str = param("auto", choices=("auto", "bf16", "fp32"))
-    channels_last: str = param("auto", choices=("auto", "on", "off"))
-    num_workers: int = param(0, range=(0, 16))
-    smoke: bool = param(False, help="fresh checkpoints, test on at most 256 frames")
-    cache_root: str | None = param(None)
-    results: str | None = param(None, help="results directory (default <repo>/results)")
-    progress: bool = param(True)
-    run_name: str | None = param(None, help="run id given by the study runner")
 
     def validate(self) -> None:
         if self.lr <= 0 or self.d_lr <= 0:
@@ -128,7 +120,7 @@ class AdversarialConfig(StageConfig):
     def unused_fields(self) -> frozenset[str]:
         """Fields that cannot change this method's run (e.g. D's settings for ``supervised``):
         two configs that differ only there describe the same run."""
-        d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "augment", "center", "motion_source",
+        d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "rotate", "center", "motion_source",
              "motion_batch", "d_lr", "d_weight_decay", "d_beta1", "d_every", "lambda_mm", "d_kernel", "d_input",
              "d_pool", "d_updates", "d_fake_batch", "d_replay", "d_r1", "d_nda", "d_nda_kinds", "d_warm_steps",
              "d_warm_eval_every", "d_warm_patience", "d_holdout_every", "d_probe_stride", "d_probe_frames"}
@@ -141,7 +133,7 @@ class AdversarialConfig(StageConfig):
     def motion_config(self) -> MotionConfig:
         return MotionConfig(S=self.window, depth=self.d_depth, channels=self.d_channels, kernel=self.d_kernel,
                             spectral_norm=self.spectral_norm, representation=self.representation,
-                            augment=self.augment, center=self.center, motion_input=self.d_input, pool=self.d_pool)
+                            augment=self.rotate, center=self.center, motion_input=self.d_input, pool=self.d_pool)
 
     @property
     def windows_per_step(self) -> int:
@@ -153,16 +145,22 @@ class AdversarialConfig(StageConfig):
         return DTrainConfig(lr=self.d_lr, beta1=self.d_beta1, weight_decay=self.d_weight_decay,
                             grad_clip=self.grad_clip, updates=self.d_updates, real_batch=self.motion_batch or n,
                             fake_batch=self.d_fake_batch or n, replay=self.d_replay, r1=self.d_r1, nda=self.d_nda,
-                            nda_kinds=self.nda_kinds, augment=self.augment, representation=self.representation,
+                            nda_kinds=self.nda_kinds, augment=self.rotate, representation=self.representation,
                             center=self.center, warm_steps=self.d_warm_steps, warm_eval_every=self.d_warm_eval_every,
                             warm_patience=self.d_warm_patience)
 
     def loop_config(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay, schedule="constant",
-                          grad_clip=self.grad_clip, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
-                          seed=self.seed, device=self.device, precision=self.precision,
-                          channels_last=self.channels_last, num_workers=self.num_workers,
-                          resume=not self.smoke, progress=self.progress)
+        return LoopConfig(**self.loop_params(), schedule="constant", resume=not self.smoke)
+
+    def pretrain_params(self, ignore: tuple[str, ...] = ()) -> dict:
+        """The pre-training run's fields this run names (``PRETRAIN_MATCH``), less ``ignore``."""
+        return {p: getattr(self, a) for p, a in PRETRAIN_MATCH.items() if a not in ignore}
+
+    def starts_from(self, pre, ignore: tuple[str, ...] = ()) -> bool:
+        """Whether this run continues from the pre-training run ``pre`` (a ``PretrainConfig`` or
+        a record's config dict), by ``PRETRAIN_MATCH`` less the fields named in ``ignore``."""
+        get = pre.get if isinstance(pre, dict) else (lambda k: getattr(pre, k, None))
+        return all(get(k) == v for k, v in self.pretrain_params(ignore).items())
 
 
 def get_lambda(step: int, cfg: AdversarialConfig) -> float:

@@ -13,23 +13,20 @@ from handlib.data.protocols import make_split
 from handlib.data.realdata import train_motion
 from handlib.repro import read_records
 from handlib.train.adversarial_config import AdversarialConfig
-from handlib.train.stage import split_seed_of
+from handlib.train.stage_data import split_seed_of
 
 
 def find_pretrain_run(cfg: AdversarialConfig) -> str:
     """The pre-training run id: ``cfg.pretrain_run``, or the unique finished pre-training record
-    whose dataset, preset, protocol, fraction, seed and image size match ``cfg``."""
+    ``cfg`` starts from (``AdversarialConfig.starts_from``: ``PRETRAIN_MATCH``)."""
     if cfg.pretrain_run:
         return cfg.pretrain_run
-    want = {"dataset": cfg.dataset, "preset": cfg.preset, "protocol": cfg.protocol, "fraction": cfg.fraction,
-            "seed": cfg.pretrain_seed, "image_size": cfg.image_size, "smoke": cfg.smoke,
-            "appearance_shift": cfg.appearance_shift, "split_seed": cfg.pretrain_split_seed}
     found = [r["config"]["run_id"] for r in read_records(cfg.results, stage="pretrain")
-             if all(r["config"]["config"].get(k) == v for k, v in want.items())]
+             if cfg.starts_from(r["config"]["config"])]
     if len(found) != 1:
         what = "no finished pre-training run" if not found else f"{len(found)} pre-training runs ({', '.join(found)})"
-        raise FileNotFoundError(f"{what} matches {want} in {cfg.results or 'results/'}runs: run the pre-training "
-                                f"stage first, or name one with AdversarialConfig.pretrain_run")
+        raise FileNotFoundError(f"{what} matches {cfg.pretrain_params()} in {cfg.results or 'results/'}runs: run "
+                                "the pre-training stage first, or name one with AdversarialConfig.pretrain_run")
     return found[0]
 
 

@@ -40,11 +40,8 @@ def ensure_pretrain(cfg: AdversarialConfig, steps: int = 40, frozen_steps: int =
                 raise
     elif cfg.pretrain_run:
         return cfg.pretrain_run
-    pc = PretrainConfig(dataset=cfg.dataset, root=cfg.root, preset=cfg.preset, appearance_shift=cfg.appearance_shift,
-                        protocol=cfg.protocol,
-                        fraction=cfg.fraction, seed=cfg.pretrain_seed, image_size=cfg.image_size, steps=steps,
-                        frozen_steps=frozen_steps, batch_size=batch_size, smoke=cfg.smoke, device=cfg.device,
-                        cache_root=cfg.cache_root, results=cfg.results, progress=cfg.progress)
+    pc = PretrainConfig(**cfg.pretrain_params(), steps=steps, frozen_steps=frozen_steps, batch_size=batch_size,
+                        device=cfg.device, cache_root=cfg.cache_root, results=cfg.results, progress=cfg.progress)
     return run_pretrain(pc)["run_id"]
 
 

@@ -77,7 +77,7 @@ class AdversarialTask:
             self.D.train()
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return augment_windows(x, self.gen) if self.cfg.augment else x
+        return augment_windows(x, self.gen) if self.cfg.rotate else x
 
     def is_eval_step(self, step: int) -> bool:
         done = step + 1

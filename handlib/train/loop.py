@@ -52,25 +52,42 @@ class NonFiniteError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class LoopConfig(StageConfig):
-    stage = "loop"
+class LoopParams(StageConfig):
+    """The loop's settings a stage takes as its own flat parameters (declared here only; a
+    stage config inherits them and restates only its own defaults: ``handlib.config.defaults``)."""
+
     steps: int = param(1000, range=(1, None))
     lr: float = param(1e-3, range=(0.0, 1.0))
     weight_decay: float = param(1e-4, range=(0.0, 1.0))
-    schedule: str = param("cosine", choices=("cosine", "constant"))
-    warmup_steps: int = param(0, range=(0, None))
-    min_lr_ratio: float = param(0.05, range=(0.0, 1.0))
     grad_clip: float = param(1.0, range=(0.0, None), help="max grad norm; 0 disables clipping")
     eval_every: int = param(0, range=(0, None), help="0: evaluate at the end only")
     ckpt_every: int = param(0, range=(0, None), help="0: checkpoint at the end only")
-    log_every: int = param(10, range=(1, None))
     seed: int = param(0, range=(0, None))
     device: str = param("auto", choices=("auto", "cpu", "cuda"))
     precision: str = param("auto", choices=("auto", "bf16", "fp32"))
     channels_last: str = param("auto", choices=("auto", "on", "off"))
     num_workers: int = param(0, range=(0, 16))
-    resume: bool = param(True, help="continue from <ckpt_dir>/last.pt if it exists")
     progress: bool = param(True)
+
+    def loop_params(self) -> dict[str, Any]:
+        """This config's values of the loop's parameters (a ``LoopConfig``'s keyword arguments)."""
+        return {k: getattr(self, k) for k in LoopParams.field_names()}
+
+
+@dataclass(frozen=True)
+class WarmupParams(StageConfig):
+    """The learning rate's linear warm-up, for a stage that takes it as a parameter."""
+
+    warmup_steps: int = param(0, range=(0, None))
+
+
+@dataclass(frozen=True)
+class LoopConfig(LoopParams, WarmupParams):
+    stage = "loop"
+    schedule: str = param("cosine", choices=("cosine", "constant"))
+    min_lr_ratio: float = param(0.05, range=(0.0, 1.0))
+    log_every: int = param(10, range=(1, None))
+    resume: bool = param(True, help="continue from <ckpt_dir>/last.pt if it exists")
 
 
 def get_lr(step: int, cfg: LoopConfig) -> float:

@@ -3,7 +3,7 @@ batch statistics, then BN frozen at its aggregate statistics). One stage = one r
 ``results/runs/<run_id>/{config.json, metrics.json, history.csv, split.csv}``; checkpoints live
 in ``cache_dir()/checkpoints/<run_id>/data-<id>-code-<hash>/<phase>/last.pt``, never in git,
 and the record names the final one (``metrics.json["checkpoint"]``, read by
-``stage.find_pretrain``). The scaffolding shared with later stages is ``handlib.train.stage``.
+``stage_record.find_pretrain``). The scaffolding shared with later stages is ``handlib.train.stage``.
 
 Model selection (``select_on``): every evaluation (``eval_every``, both BN phases, on all
 validation frames by default) that improves the chosen validation error keeps M's weights in
@@ -13,9 +13,9 @@ The record also holds the mean-pose baseline (the labelled frames' mean pose pre
 every frame: the floor M must clear), the validation noise (spread of the last evaluations)
 and sequence-bootstrap intervals of every split's errors (``evaluate.sequence_bootstrap``).
 
-Defaults changed for the regime of issue 22 (finer heatmaps, augmentation, selection on all
-validation frames); ``LEGACY`` holds the values older records were made with, applied by
-``PretrainConfig.from_record`` to keys such a record lacks.
+Defaults changed for the second pose regime (finer heatmaps, augmentation, selection on all
+validation frames); ``PretrainConfig.legacy`` holds the values older records were made with,
+applied by ``PretrainConfig.from_record`` to keys such a record lacks.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from handlib import metrics as M
-from handlib.config import ConfigError, StageConfig, param
+from handlib.config import ConfigError, defaults, param
 from handlib.data.datasets import LabelledFrames
 from handlib.data.handsim.augment import HandAugment
 from handlib.geometry import project
@@ -41,53 +41,35 @@ from handlib.repro import atomic_write_text, seed_everything
 from handlib.skeleton import ref_bone_length
 from handlib.train.bn import set_train_mode
 from handlib.train.evaluate import evaluate_splits, flat_metrics
-from handlib.train.loop import LoopConfig, load_checkpoint, resolve_runtime, train
-from handlib.train.stage import (  # noqa: F401  (code_hash, load_data: re-exported for older callers)
-    build_split,
-    check_image_size,
-    checkpoint_block,
-    checkpoint_root,
-    code_hash,
-    final_evaluation,
-    load_data,
-    make_record,
-    run_facts,
-    val_eval_fn,
-)
+from handlib.train.loop import LoopConfig, LoopParams, WarmupParams, load_checkpoint, resolve_runtime, train
+from handlib.train.stage_data import DataParams, build_split, check_image_size, load_data
+from handlib.train.stage_eval import final_evaluation, val_eval_fn
+from handlib.train.stage_record import RecordParams, checkpoint_block, checkpoint_root, make_record, run_facts
 
 SELECT_ON = ("val_mpjpe_abs", "val_mpjpe_rr", "val_epe_2d", "last")
-# values of changed defaults that records made before them were made with (``from_record``)
-LEGACY = {"head_stride": 16, "augment": False, "eval_max_frames": 512, "select_on": "last"}
 VAL_NOISE_LAST = 3  # evaluations whose spread is the validation noise
 
 
 @dataclass(frozen=True)
-class PretrainConfig(StageConfig):
+@defaults(steps=2000, ckpt_every=500, warmup_steps=50)
+class PretrainConfig(RecordParams, WarmupParams, LoopParams, DataParams):
+    """Data (``DataParams``), loop (``LoopParams``: ``steps`` are phase 1's, on BN batch
+    statistics; ``warmup_steps`` phase 1's warm-up) and record (``RecordParams``) parameters
+    are inherited; the pose model's and the pre-training's are declared here."""
+
     stage = "pretrain"
-    dataset: str = param("handsim", choices=("handsim", "fphab", "ho3d"))
-    root: str | None = param(None, help="dataset root on disk (real datasets)")
-    preset: str = param("smoke", choices=("smoke", "quick", "full"), help="HandSim preset")
-    appearance_shift: float | None = param(None, range=(0.0, 1.0),
-                                           help="HandSim: labelled vs other subjects' look; None = preset's (1.0)")
-    protocol: int = param(2, choices=(1, 2))
-    fraction: float = param(1.0, range=(0.0, 1.0))
+    # values of changed defaults that records made before them were made with (``from_record``)
+    legacy = {"head_stride": 16, "augment": False, "eval_max_frames": 512, "select_on": "last"}
     val_fraction: float = param(0.1, range=(0.0, 0.5))
-    seed: int = param(0, range=(0, None))
     split_seed: int | None = param(None, range=(0, None),
                                    help="seed of the labelled/val split; None = seed (vary both together)")
-    image_size: int = param(128, range=(64, 256))
     head: str = param("heatmap", choices=("heatmap", "regression"))
     head_stride: int = param(HEAD_STRIDE, choices=(4, 8, 16), help="heatmap stride; 16 = the first study's head")
     refine: bool = param(True)
     augment: bool = param(True, help="label-consistent image augmentation (HandAugment) of the labelled batches")
-    steps: int = param(2000, range=(1, None), help="phase 1 steps (BN batch statistics)")
     frozen_steps: int = param(500, range=(0, None), help="phase 2 steps (BN frozen), bn_phase='both'")
     batch_size: int = param(32, range=(2, 4096))
-    lr: float = param(1e-3, range=(0.0, 1.0))
     frozen_lr: float = param(1e-4, range=(0.0, 1.0), help="phase 2 (BN frozen) peak learning rate")
-    weight_decay: float = param(1e-4, range=(0.0, 1.0))
-    warmup_steps: int = param(50, range=(0, None))
-    grad_clip: float = param(1.0, range=(0.0, None))
     lambda_z: float = param(1.0, range=(0.0, None))
     lambda_root: float = param(0.1, range=(0.0, None))
     bn_phase: str = param("both", choices=("batch", "frozen", "both"),
@@ -97,20 +79,9 @@ class PretrainConfig(StageConfig):
     test_crop: str = param("gt", choices=("gt", "previous"),
                            help="test crops: 'gt' from the frame's labels, 'previous' label-free (t-1, t-2 boxes)")
     missing_images: str = param("raise", choices=("raise", "skip"), help="FPHAB: frames without an image")
-    eval_every: int = param(0, range=(0, None))
     eval_max_frames: int = param(0, range=(0, None), help="val frames for periodic eval; 0 = all")
     select_on: str = param("val_mpjpe_abs", choices=SELECT_ON,
                            help="validation error whose best evaluation gives the final M; 'last' = last step")
-    ckpt_every: int = param(500, range=(0, None))
-    device: str = param("auto", choices=("auto", "cpu", "cuda"))
-    precision: str = param("auto", choices=("auto", "bf16", "fp32"))
-    channels_last: str = param("auto", choices=("auto", "on", "off"))
-    num_workers: int = param(0, range=(0, 16))
-    smoke: bool = param(False, help="smoke run: fresh checkpoints, test on at most 256 frames")
-    cache_root: str | None = param(None)
-    results: str | None = param(None, help="results directory (default <repo>/results)")
-    progress: bool = param(True)
-    run_name: str | None = param(None, help="run id given by the study runner; default: derived from the config")
 
     def validate(self) -> None:
         if self.fraction <= 0:
@@ -122,14 +93,6 @@ class PretrainConfig(StageConfig):
         if self.dataset != "handsim" and not (self.root or os.environ.get(f"HANDLIB_{self.dataset.upper()}_ROOT")):
             raise ConfigError(f"PretrainConfig.root: required for dataset {self.dataset!r} (or set "
                               f"HANDLIB_{self.dataset.upper()}_ROOT)")
-
-    @classmethod
-    def from_record(cls, config: dict[str, Any]) -> "PretrainConfig":
-        """The config of a record's ``config.json`` (the ``config`` block or the flat dict): its
-        keys that are fields, and for changed defaults it lacks, the values it was made with
-        (``LEGACY``), so an older record rebuilds the M its checkpoint holds."""
-        config = config.get("config", config)
-        return cls.from_params({**LEGACY, **{k: v for k, v in config.items() if k in cls.field_names()}})
 
     def pose_config(self) -> PoseConfig:
         return PoseConfig(image_size=self.image_size, head=self.head, head_stride=self.head_stride,
@@ -144,11 +107,12 @@ class PretrainConfig(StageConfig):
         return [("batch", self.steps)] + ([("frozen", self.frozen_steps)] if self.frozen_steps else [])
 
     def loop_config(self, steps: int, warmup: int, lr: float) -> LoopConfig:
-        return LoopConfig(steps=steps, lr=lr, weight_decay=self.weight_decay, warmup_steps=warmup,
-                          grad_clip=self.grad_clip, eval_every=self.eval_every, ckpt_every=self.ckpt_every,
-                          seed=self.seed, device=self.device, precision=self.precision,
-                          channels_last=self.channels_last, num_workers=self.num_workers,
-                          resume=not self.smoke, progress=self.progress)
+        """The loop of one BN phase: its steps, warm-up and peak learning rate."""
+        return LoopConfig(**{**self.loop_params(), "steps": steps, "lr": lr}, warmup_steps=warmup,
+                          resume=not self.smoke)
+
+
+LEGACY = PretrainConfig.legacy
 
 
 class BestKeeper:
