@@ -396,42 +396,54 @@ class Report:
     commits: list[str]
 
 
-def build_report(cfg: ReportConfig) -> Report:
-    """Every table of the report from the records of ``cfg.results``: Fig. 4 and the paired
-    improvement per protocol, Table 1, per method at each Protocol 2 fraction, this study beside
-    ``cfg.reference``, and where their grids are given the validation search, the per-method
-    claim (diagnostics, per action) and "when does it help?"."""
+PARTS = ("sweeps", "ablations", "studies", "search", "claim", "when")
+
+
+def build_report(cfg: ReportConfig, parts=PARTS) -> Report:
+    """The report's tables from the records of ``cfg.results``, for each of ``parts``: ``sweeps``
+    (Fig. 4 and the paired improvement per protocol), ``ablations`` (Table 1), ``studies`` (per
+    method at each Protocol 2 fraction; this study beside ``cfg.reference``), and where their
+    grids are given ``search`` (validation), ``claim`` (per method over seeds, diagnostics, per
+    action) and ``when`` ("when does it help?"). ``missing``: the runs its grids still lack."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"build_report: unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
     df = select(adversarial_runs(cfg.results), cfg.smoke)
     sw = sweep_runs(df, cfg.protocol_files, cfg.results, pretrained=select(pretrain_runs(cfg.results), cfg.smoke))
+    ab = runs_in(df, [cfg.ablation_file], cfg.results) if "ablations" in parts else df.iloc[:0]
+    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)]) if len(ab) else ab
     tables, sweeps = {}, {}
-    for p in sorted(sw.protocol.unique()):
-        d = sw[sw.protocol == p]
-        sweeps[p] = (sweep_table(d, p), d)
-        tables[f"sweep_protocol{p}"] = (sweeps[p][0], ".1f")
-        tables[f"improvement_protocol{p}"] = (improvement_table(d, p), ".1f")
-    ab = runs_in(df, [cfg.ablation_file], cfg.results)
-    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)])
-    tables["ablations"] = (abl, ".1f")
-    for frac, g in sw[sw.protocol == 2].groupby("fraction"):
-        tables[f"methods_protocol2_fraction{frac:g}"] = (method_table(g), ".1f")
-    studies = study_table(df, cfg.protocol_files, cfg.results, "this study")
-    if cfg.reference:
-        ref = study_table(select(adversarial_runs(cfg.reference), False), cfg.reference_files, cfg.reference,
-                          "committed")
-        studies = pd.concat([studies, ref], ignore_index=True)
-    tables["studies"] = (studies, ".1f")
-    if cfg.search_file:
+    if "sweeps" in parts:
+        for p in sorted(sw.protocol.unique()):
+            d = sw[sw.protocol == p]
+            sweeps[p] = (sweep_table(d, p), d)
+            tables[f"sweep_protocol{p}"] = (sweeps[p][0], ".1f")
+            tables[f"improvement_protocol{p}"] = (improvement_table(d, p), ".1f")
+    if "ablations" in parts:
+        tables["ablations"] = (abl, ".1f")
+    if "studies" in parts:
+        for frac, g in sw[sw.protocol == 2].groupby("fraction"):
+            tables[f"methods_protocol2_fraction{frac:g}"] = (method_table(g), ".1f")
+        studies = study_table(df, cfg.protocol_files, cfg.results, "this study")
+        if cfg.reference:
+            ref = study_table(select(adversarial_runs(cfg.reference), False), cfg.reference_files, cfg.reference,
+                              "committed")
+            studies = pd.concat([studies, ref], ignore_index=True)
+        tables["studies"] = (studies, ".1f")
+    if "search" in parts and cfg.search_file:
         tables["search_validation"] = (search_table(runs_in(df, [cfg.search_file], cfg.results)), ".1f")
-    if cfg.claim_file:
+    if "claim" in parts and cfg.claim_file:
         cl = runs_in(df, [cfg.claim_file], cfg.results)
         tables["claim_methods"] = (method_table(cl), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
         tables["claim_actions"] = (action_table(cl), ".1f")
-    if cfg.when_file:
+    if "when" in parts and cfg.when_file:
         when = runs_in(df, [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else []), cfg.results)
         tables["when"] = (when_table(when), ".1f")
-    files = dict.fromkeys([*cfg.protocol_files, cfg.ablation_file])
-    commits = sorted(pd.concat([sw, ab]).commit.dropna().unique()) if len(sw) + len(ab) else []
+    used = [d for part, d in (("sweeps", sw), ("studies", sw), ("ablations", ab)) if part in parts and len(d)]
+    files = dict.fromkeys([*(cfg.protocol_files if {"sweeps", "studies"} & set(parts) else []),
+                           *([cfg.ablation_file] if "ablations" in parts else [])])
+    commits = sorted(pd.concat(used).commit.dropna().unique()) if used else []
     return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits)
 
 
@@ -492,6 +504,12 @@ def compact(t: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
             v = [f(a) for a in v]
         out[c] = list(v)
     return pd.DataFrame(out, index=t.index)
+
+
+def tables_text(rep: Report) -> str:
+    """Each table, narrowed (``compact``), as text under its name (what nbval checks)."""
+    return "\n\n".join(f"{name}\n" + (compact(t).to_string(index=False) if len(t) else "no runs yet")
+                        for name, (t, _) in rep.tables.items())
 
 
 def show_tables(rep: Report) -> None:

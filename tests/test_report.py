@@ -182,3 +182,13 @@ def test_build_and_write_the_smoke_report(tmp_path):
     names = {p.name for p in R.write_report(rep, figs, cfg.out_dir, cfg.dpi)}
     assert {"studies.md", "sweep_protocol2.png", "ablations.pdf"} <= names
     assert all((tmp_path / ("figures" if n.endswith(("png", "pdf")) else "tables") / n).exists() for n in names)
+
+
+def test_build_report_parts_name_only_their_grids():
+    cfg = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "ablation_file": "params/smoke.yaml",
+                                      "ablation_fraction": 0.25})
+    abl = R.build_report(cfg, parts=("ablations",))
+    assert list(abl.tables) == ["ablations"] and list(abl.missing) == ["params/smoke.yaml"] and not abl.sweeps
+    assert R.tables_text(abl).startswith("ablations\n")
+    with pytest.raises(ValueError, match="unknown parts"):
+        R.build_report(cfg, parts=("nope",))
