@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from handlib.config import ConfigError, StageConfig, param
-from handlib.data.protocols import Split, assert_no_leak, make_split
 from handlib.data import registry
+from handlib.data.protocols import Split, assert_no_leak, make_split
 
 DATASETS = ("handsim", "fphab", "ho3d")
 
