@@ -254,3 +254,11 @@ def test_root_depth_error():
     pred[:, 0, 2] = [10, -10, 30, 50]
     r = root_depth_error({"pred3d": pred, "gt3d": gt})
     assert r == {"root_z_bias": 20.0, "root_z_abs": 25.0, "root_z_median_abs": 20.0}
+
+
+def test_auc_series_keeps_the_window_count_apart():
+    from handlib.analysis.diagnostics import auc_series
+
+    s, n = auc_series({"jitter_2": 0.5, "shuffle_0": 1.0, "n_windows": 2})
+    assert n == 2 and list(s.index) == ["jitter_2", "shuffle_0"] and s.name == "ROC AUC"
+    assert auc_series({"bone_0.02": 0.7})[1] is None

@@ -286,3 +286,11 @@ def discriminator_auc(D: MotionDiscriminator, j3d: Tensor, K: Tensor, representa
     finally:
         D.train(was_training)
     return roc_auc(clean_s, pert_s)
+
+
+def auc_series(record_aucs: dict) -> tuple[pd.Series, int | None]:
+    """A record's ``discriminator_auc`` block ({"jitter_2": AUC, ..., "n_windows": n}) as the
+    AUCs alone (a Series, one per perturbation) and the number of held-out windows each used."""
+    aucs = {k: v for k, v in record_aucs.items() if k != "n_windows"}
+    n = record_aucs.get("n_windows")
+    return pd.Series(aucs, dtype=float, name="ROC AUC"), (int(n) if n is not None else None)
