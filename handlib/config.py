@@ -171,7 +171,7 @@ def defaults(**values: Any):
         own = cls.__dict__.get("__annotations__")
         if own is None:
             own = {}
-            setattr(cls, "__annotations__", own)
+            cls.__annotations__ = own
         for name, value in values.items():
             base = next((b.__dataclass_fields__[name] for b in cls.__mro__[1:]
                          if name in getattr(b, "__dataclass_fields__", {})), None)
