@@ -1,6 +1,9 @@
 """The adversarial stage's configuration: one flat, recorded parameter set (papermill
-parameters) for every method; the component configs (``MotionConfig`` of D, ``DTrainConfig``
-of D's training, ``LoopConfig``) are built from it, so defaults live here only.
+parameters) for every method. The data, loop and record parameters are inherited from their
+components (``DataParams``, ``LoopParams``, ``RecordParams``: declared there once); the
+method's and D's are declared here, and the component configs (``MotionConfig`` of D,
+``DTrainConfig`` of D's training, ``LoopConfig``) are built from it, so each default lives in
+one place. ``params/`` grids override only on purpose.
 
 New D-training options default to the behaviour of the first study (no warm start, no replay,
 one D update per step on as many real as predicted windows, no NDA, the paper's D), so records
