@@ -26,6 +26,10 @@ once, naming the file, the stage, the run and what is allowed. Adversarial-stage
 depend on the pre-training run they start from; dependencies run first. A failed run does
 not stop the others (its dependents are skipped); the study ends with a summary and a
 non-zero exit status if any run failed.
+
+The runner's parts: ``study_grid`` (params files, runs and their ids), ``study_plan``
+(pre-flight, dependencies, state, cost, the plan), ``study_exec`` (papermill, executors); this
+module is the command line and gathers their names.
 """
 from __future__ import annotations
 
