@@ -51,6 +51,29 @@ def test_rows_carry_settings_data_metrics_and_probe(tmp_path):
     assert r["probe/d_acc"] == 0.8 and r["test/jitter_ratio"] == 2.0
 
 
+def test_rows_carry_d_sensitivity_full_strength_selection_and_renamed_settings(tmp_path):
+    """Newer records: D's paired shares (warm start and final) and the model selected at full
+    lambda_MM; a record written before ``augment`` became ``rotate`` reads under the new name."""
+    _write(tmp_path, "pre", "pretrain", {"seed": 0, "fraction": 0.1}, {})
+    sens = {k: {"paired": 0.9, "drop": 3.0, "n": 600} for k in A.SENSITIVITY}
+    res_ = {m: {"val": _overall(95.0), "test": _overall(100.0)} for m in ("selected", "pretrained", "last")}
+    _write(tmp_path, "new", "adversarial", {"method": "adversarial", "seed": 0, "steps": 400, "rotate": False,
+                                            "d_nda": 0.5, "d_input": "pose_diff"},
+           {"pretrain_run": "pre", "results": res_, "selected_full": {"test": _overall(90.0)},
+            "selected_full_step": 300, "d_sensitivity": {"warm_start": sens, "final": {"shuffle": {"paired": 0.4}}}})
+    _write(tmp_path, "old", "adversarial", {"method": "adversarial", "seed": 0, "steps": 400, "augment": True},
+           {"pretrain_run": "pre", "results": res_})
+    df = A.adversarial_runs(tmp_path).set_index("run_id")
+    new, old = df.loc["new"], df.loc["old"]
+    assert new["rotate"] == False and old["rotate"] == True  # noqa: E712 (numpy bools)
+    assert new["d_input"] == "pose_diff" and new["d_nda"] == 0.5
+    assert new["variant"] == "adversarial + D options" and old["variant"] == "adversarial"
+    assert new["dsens/warm_start/jitter_5"] == 0.9 and new["dsens/final/shuffle"] == 0.4
+    assert math.isnan(new["dsens/final/jitter_2"]) and math.isnan(old["dsens/warm_start/shuffle"])
+    assert new["selected_full/test/mpjpe_abs"] == 90.0 and new["selected_full_step"] == 300
+    assert math.isnan(old["selected_full/test/mpjpe_abs"])
+
+
 def test_pretrain_rows_are_the_pretrained_method_with_their_own_metrics(tmp_path):
     _study(tmp_path)
     _write(tmp_path, "pretrain__full", "pretrain", {"dataset": "handsim", "preset": "quick", "protocol": 2,

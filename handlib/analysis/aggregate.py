@@ -24,16 +24,35 @@ from handlib.paths import results_dir
 from handlib.repro import read_records
 
 # the settings that tell adversarial-stage runs of one method apart (what a search varies)
+D_TRAINING = ("d_lr", "motion_batch", "d_replay", "d_warm_steps")
+D_OPTIONS = ("d_nda", "d_input", "d_pool")
 SETTINGS = {
     "supervised": ("lr",),
     "smoothness": ("lr", "lambda_smooth"),
-    "pose_prior": ("lr", "lambda_mm", "d_lr"),
-    "adversarial": ("lr", "lambda_mm", "lambda_warmup", "d_warmup", "d_lr", "d_every", "S", "d_depth",
-                    "spectral_norm", "augment", "representation"),
+    "pose_prior": ("lr", "lambda_mm", *D_TRAINING),
+    "adversarial": ("lr", "lambda_mm", "lambda_warmup", "d_warmup", *D_TRAINING, "d_every", "S", "d_depth",
+                    "spectral_norm", "rotate", "representation", *D_OPTIONS),
 }
+# config keys renamed since older records were written (new name: old name)
+FORMER_NAMES = {"rotate": "augment"}
+# D's paired sensitivity checks (handlib.analysis.d_sensitivity), as recorded in "d_sensitivity"
+SENSITIVITY = ("jitter_2", "jitter_5", "bone_2", "bone_5", "shuffle", "reverse")
 METRICS = ("mpjpe_abs", "mpjpe_rr", "mpjpe_pa", "epe_2d")
 DIAGNOSTICS = ("jitter_ratio", "bone_cv_pred", "angle_viol_pred", "accel_pred")
 DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "image_size")
+
+
+def variant(row: dict) -> str:
+    """The method with its D: "adversarial + D options" when any motion-aware option of D
+    (negative data augmentation, frame differences, window pooling) is on, else the method."""
+    on = (row.get("d_nda") or 0) > 0 or row.get("d_input") not in (None, "pose") or \
+        row.get("d_pool") not in (None, "score")
+    return f"{row['method']} + D options" if on and row["method"] == "adversarial" else row["method"]
+
+
+def _setting(config: dict, key: str):
+    """A setting of a run's config, read under its former name in records older than the rename."""
+    return config.get(key, config.get(FORMER_NAMES.get(key, key)))
 
 
 def _get(d: dict, *path, default=np.nan):
@@ -66,20 +85,28 @@ def adversarial_runs(results=None) -> pd.DataFrame:
         row = _head(r, {k: pc.get(k, c.get(k)) for k in DATA_KEYS}, method=c["method"], seed=c["seed"],
                     pretrain_run=m.get("pretrain_run"), pretrain_seed=pc.get("seed", c.get("pretrain_seed")),
                     steps=c["steps"])
-        row |= {k: c.get(k) for k in sorted({k for v in SETTINGS.values() for k in v})}
+        row |= {k: _setting(c, k) for k in sorted({k for v in SETTINGS.values() for k in v})}
+        row["variant"] = variant(row)
         row["selected_step"] = m.get("selected_step")
+        row["selected_full_step"] = m.get("selected_full_step", np.nan)
         for model in ("selected", "pretrained", "last"):
             for split in ("val", "test"):
                 for k in METRICS:
                     row[f"{model}/{split}/{k}"] = _get(m, "results", model, split, "overall", k)
+                    # the model selected among steps with lambda_MM at full strength (newer records)
+                    if model == "selected":
+                        row[f"selected_full/{split}/{k}"] = _get(m, "selected_full", split, "overall", k)
         for k in DIAGNOSTICS:
             row[f"test/{k}"] = _get(m, "results", "selected", "test", "diagnostics", k)
             row[f"pretrained/test/{k}"] = _get(m, "results", "pretrained", "test", "diagnostics", k)
         for model in ("selected", "pretrained"):  # per-action absolute error on test
             for a, v in (_get(m, "results", model, "test", "per_action", default={}) or {}).items():
                 row[f"action/{model}/{a}"] = v.get("mpjpe_abs", np.nan)
-        for k in ("d_acc", "d_auc", "d_spearman_abs", "d_spearman_rr"):
+        for k in ("d_acc", "d_auc", "d_spearman_abs", "d_spearman_rr", "d_spearman_vel"):
             row[f"probe/{k}"] = _get(m, "d_probe", "last", k)
+        for when in ("warm_start", "final"):  # share of held-out real windows D scores above their perturbed copy
+            for k in SENSITIVITY:
+                row[f"dsens/{when}/{k}"] = _get(m, "d_sensitivity", when, k, "paired")
         for k, v in (m.get("discriminator_auc") or {}).items():
             if k != "n_windows":
                 row[f"auc/{k}"] = v
@@ -110,7 +137,8 @@ def _probe_history(path: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     h = pd.read_csv(path)
-    cols = {f"eval_val_d_{k}": f"probe_mean/d_{k}" for k in ("acc", "auc", "spearman_abs", "spearman_rr")}
+    cols = {f"eval_val_d_{k}": f"probe_mean/d_{k}" for k in ("acc", "auc", "spearman_abs", "spearman_rr",
+                                                               "spearman_vel")}
     return {v: float(h[k].mean()) for k, v in cols.items() if k in h and h[k].notna().any()}
 
 
