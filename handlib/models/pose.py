@@ -12,7 +12,7 @@ Two 2.5D heads, chosen by ``PoseConfig.head``:
 - ``"regression"``: global average pool -> linear -> 21 x (u, v, z).
 
 Default: ``"heatmap"``. Measured on HandSim quick (Protocol 2, 100 % labels, 128 px, 250 steps
-x 32, BN batch statistics, seed 0; issue-5 report): heatmap vs regression test errors
+x 32, BN batch statistics, seed 0; an early development measurement): heatmap vs regression test errors
 root-rel 42.5 vs 43.9 mm, PA 19.3 vs 20.8 mm, 2D 20.5 vs 23.0 px, val root-rel 34.8 vs 38.1 mm.
 A small but consistent margin on every metric (one seed): the soft-argmax keeps the spatial
 layout of the features (translation-equivariant 2D localisation, sub-cell precision) instead

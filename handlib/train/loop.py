@@ -197,7 +197,7 @@ def cpu_has_bf16() -> bool:
 def resolve_runtime(device: str = "auto", precision: str = "auto", channels_last: str = "auto") -> Runtime:
     """auto: CUDA if available. bf16 autocast + channels_last on CUDA and on CPUs with native
     bf16 (AVX512-BF16/AMX). On this project's 2-core CPU they trained M ~1.7x faster than fp32
-    and, on HandSim smoke (200 steps, 2 seeds), as accurately (issue-5 report)."""
+    and, on HandSim smoke (200 steps, 2 seeds), as accurately (an early development measurement, not re-run since)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
