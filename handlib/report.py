@@ -65,6 +65,9 @@ FULL = {"method": "adversarial", "spectral_norm": False, "d_depth": 2, "S": 16, 
         "representation": "25d"}
 
 
+PARTS = ("sweeps", "ablations", "studies", "search", "claim", "when")  # the report's tables, see build_report
+
+
 @dataclass(frozen=True)
 class ReportConfig(StageConfig):
     stage = "report"
@@ -82,8 +85,11 @@ class ReportConfig(StageConfig):
     smoke: bool = param(False, help="read smoke records (small); otherwise smoke records are left out")
     dpi: int = param(100, range=(30, 300))
     interactive: bool = param(False, help="show the ipywidgets explorer (skipped by papermill / nbval)")
+    parts: tuple[str, ...] = param(PARTS, help="which tables to build (a study without sweeps or ablations names fewer)")
 
     def validate(self) -> None:
+        if bad := sorted(set(self.parts) - set(PARTS)):
+            raise ConfigError(f"ReportConfig.parts: {bad} not in {list(PARTS)}")
         if self.ablation_fraction <= 0:
             raise ConfigError(f"ReportConfig.ablation_fraction: {self.ablation_fraction} must be > 0")
         files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file, self.when_file]
@@ -396,15 +402,14 @@ class Report:
     commits: list[str]
 
 
-PARTS = ("sweeps", "ablations", "studies", "search", "claim", "when")
 
-
-def build_report(cfg: ReportConfig, parts=PARTS) -> Report:
+def build_report(cfg: ReportConfig, parts=None) -> Report:
     """The report's tables from the records of ``cfg.results``, for each of ``parts``: ``sweeps``
     (Fig. 4 and the paired improvement per protocol), ``ablations`` (Table 1), ``studies`` (per
     method at each Protocol 2 fraction; this study beside ``cfg.reference``), and where their
     grids are given ``search`` (validation), ``claim`` (per method over seeds, diagnostics, per
     action) and ``when`` ("when does it help?"). ``missing``: the runs its grids still lack."""
+    parts = cfg.parts if parts is None else parts
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"build_report: unknown parts {sorted(unknown)}; choose from {list(PARTS)}")

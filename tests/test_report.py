@@ -192,3 +192,9 @@ def test_build_report_parts_name_only_their_grids():
     assert R.tables_text(abl).startswith("ablations\n")
     with pytest.raises(ValueError, match="unknown parts"):
         R.build_report(cfg, parts=("nope",))
+    only = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "ablation_file": "params/smoke.yaml",
+                                       "ablation_fraction": 0.25, "parts": ["ablations"]})
+    assert list(R.build_report(only).tables) == ["ablations"]  # the config's parts, when none are passed
+    from handlib.config import ConfigError
+    with pytest.raises(ConfigError, match="parts"):
+        R.ReportConfig.from_params({"parts": ["sweeps", "nope"]})
