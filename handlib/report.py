@@ -85,7 +85,7 @@ class ReportConfig(StageConfig):
     smoke: bool = param(False, help="read smoke records (small); otherwise smoke records are left out")
     dpi: int = param(100, range=(30, 300))
     interactive: bool = param(False, help="show the ipywidgets explorer (skipped by papermill / nbval)")
-    parts: tuple[str, ...] = param(PARTS, help="which tables to build (a study without sweeps or ablations names fewer)")
+    parts: tuple[str, ...] = param(PARTS, help="which tables to build (a study without sweeps names fewer)")
 
     def validate(self) -> None:
         if bad := sorted(set(self.parts) - set(PARTS)):
