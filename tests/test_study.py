@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import nbformat
@@ -5,6 +6,7 @@ import pytest
 import yaml
 
 from handlib import study
+from handlib.train.adversarial_config import AdversarialConfig
 
 
 def _notebook(path, with_run_name=True):
@@ -330,8 +332,6 @@ def test_every_committed_grid_passes_the_preflight_check(grid, tmp_path, monkeyp
 def test_every_committed_search_file_names_real_config_fields(path):
     """``params/search/*.yaml`` are settings for the search CLIs, not study grids: every key of
     their base, settings and chosen rows must be a field of the stage's config."""
-    import dataclasses
-    from handlib.train.adversarial_config import AdversarialConfig
     spec = yaml.safe_load((study.REPO_ROOT / "params" / "search" / path).read_text())
     fields = {f.name for f in dataclasses.fields(AdversarialConfig)}
     rows = [spec["base"], *spec["settings"], spec.get("chosen", {})]
