@@ -12,6 +12,7 @@ import pytest
 
 from handlib.config import ConfigError, StageConfig, defaults, param
 from handlib.data.protocols import ProtocolConfig
+from handlib.models.pose import PoseConfig, PoseParams
 from handlib.paths import REPO_ROOT
 from handlib.train import adversarial_data, adversarial_helpers
 from handlib.train.adversarial_config import PRETRAIN_MATCH, AdversarialConfig
@@ -21,7 +22,7 @@ from handlib.train.stage_data import DataParams
 from handlib.train.stage_record import RecordParams
 
 STAGES = (PretrainConfig, AdversarialConfig)
-COMPONENTS = (DataParams, LoopParams, RecordParams, LoopConfig)
+COMPONENTS = (DataParams, LoopParams, RecordParams, LoopConfig, PoseParams)
 
 
 @pytest.mark.parametrize("cls", STAGES)
@@ -34,6 +35,16 @@ def test_component_fields_are_declared_once(cls):
             assert not re.search(rf"^\s+{name}\s*:", src, re.M), f"{cls.__name__} re-declares {name}"
     # the loop's parameters come from the stage, not from a copy
     assert set(LoopParams.field_names()) <= set(cls.field_names())
+
+
+def test_pose_config_is_built_from_the_pre_training_fields():
+    """The pose model's fields are PoseConfig's (declared once in PoseParams) and reach the model."""
+    p = PretrainConfig(head="regression", head_stride=8, refine=False, scale_source="prior", image_size=96)
+    pc = p.pose_config()
+    assert isinstance(pc, PoseConfig) and pc.image_size == 96
+    assert {k: getattr(pc, k) for k in PoseParams.field_names()} == {"head": "regression", "head_stride": 8,
+                                                                     "refine": False, "scale_source": "prior"}
+    assert not re.search(r"^\s+head_stride\s*:", inspect.getsource(PoseConfig), re.M)
 
 
 def test_loop_config_is_built_from_the_stage_fields():

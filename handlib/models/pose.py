@@ -67,16 +67,22 @@ class PoseOutput(NamedTuple):
 
 
 @dataclass(frozen=True)
-class PoseConfig(StageConfig):
-    stage = "pose_model"
-    image_size: int = param(128, range=(64, 256), help="square input size in px")
+class PoseParams(StageConfig):
+    """The pose model's parameters that a training stage exposes (declared once: ``PoseConfig``
+    and ``PretrainConfig`` inherit them)."""
     head: str = param("heatmap", choices=("heatmap", "regression"))
-    decoder_channels: int = param(128, range=(16, 512), help="heatmap decoder width (stride 16 and 8; half at 4)")
     head_stride: int = param(HEAD_STRIDE, choices=(4, 8, 16),
                              help="heatmap stride: 16 = the first study's head (4 x 4 maps at 64 px)")
     refine: bool = param(True, help="refinement MLP on the closed-form root depth")
     scale_source: str = param("gt", choices=("gt", "prior"),
                               help="hand scale at test time: ground-truth bone or the prior")
+
+
+@dataclass(frozen=True)
+class PoseConfig(PoseParams):
+    stage = "pose_model"
+    image_size: int = param(128, range=(64, 256), help="square input size in px")
+    decoder_channels: int = param(128, range=(16, 512), help="heatmap decoder width (stride 16 and 8; half at 4)")
     bone_prior_mm: float = param(90.0, range=(1.0, 500.0), help="initial reference-bone prior")
     backbone_weights: str | None = param(None, help="optional local ResNet-18 state-dict path")
 

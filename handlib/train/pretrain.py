@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from handlib.data.datasets import LabelledFrames
 from handlib.data.handsim.augment import HandAugment
 from handlib.geometry import project
 from handlib.losses import supervised_loss
-from handlib.models.pose import HEAD_STRIDE, PoseConfig, PoseModel
+from handlib.models.pose import PoseConfig, PoseModel, PoseParams
 from handlib.repro import atomic_write_text, seed_everything
 from handlib.skeleton import ref_bone_length
 from handlib.train.bn import set_train_mode
@@ -52,10 +52,10 @@ VAL_NOISE_LAST = 3  # evaluations whose spread is the validation noise
 
 @dataclass(frozen=True)
 @defaults(steps=2000, ckpt_every=500, warmup_steps=50)
-class PretrainConfig(RecordParams, WarmupParams, LoopParams, DataParams):
-    """Data (``DataParams``), loop (``LoopParams``: ``steps`` are phase 1's, on BN batch
-    statistics; ``warmup_steps`` phase 1's warm-up) and record (``RecordParams``) parameters
-    are inherited; the pose model's and the pre-training's are declared here."""
+class PretrainConfig(RecordParams, WarmupParams, LoopParams, PoseParams, DataParams):
+    """Data (``DataParams``), pose model (``PoseParams``), loop (``LoopParams``: ``steps`` are
+    phase 1's, on BN batch statistics; ``warmup_steps`` phase 1's warm-up) and record
+    (``RecordParams``) parameters are inherited; the pre-training's own are declared here."""
 
     stage = "pretrain"
     # values of changed defaults that records made before them were made with (``from_record``)
@@ -63,9 +63,6 @@ class PretrainConfig(RecordParams, WarmupParams, LoopParams, DataParams):
     val_fraction: float = param(0.1, range=(0.0, 0.5))
     split_seed: int | None = param(None, range=(0, None),
                                    help="seed of the labelled/val split; None = seed (vary both together)")
-    head: str = param("heatmap", choices=("heatmap", "regression"))
-    head_stride: int = param(HEAD_STRIDE, choices=(4, 8, 16), help="heatmap stride; 16 = the first study's head")
-    refine: bool = param(True)
     augment: bool = param(True, help="label-consistent image augmentation (HandAugment) of the labelled batches")
     frozen_steps: int = param(500, range=(0, None), help="phase 2 steps (BN frozen), bn_phase='both'")
     batch_size: int = param(32, range=(2, 4096))
@@ -75,7 +72,6 @@ class PretrainConfig(RecordParams, WarmupParams, LoopParams, DataParams):
     bn_phase: str = param("both", choices=("batch", "frozen", "both"),
                           help="batch: phase 1 only; frozen: phase 2 from init_checkpoint; both")
     init_checkpoint: str | None = param(None, help="phase-1 checkpoint for bn_phase='frozen'")
-    scale_source: str = param("gt", choices=("gt", "prior"), help="hand scale at test time")
     test_crop: str = param("gt", choices=("gt", "previous"),
                            help="test crops: 'gt' from the frame's labels, 'previous' label-free (t-1, t-2 boxes)")
     missing_images: str = param("raise", choices=("raise", "skip"), help="FPHAB: frames without an image")
@@ -95,8 +91,7 @@ class PretrainConfig(RecordParams, WarmupParams, LoopParams, DataParams):
                               f"HANDLIB_{self.dataset.upper()}_ROOT)")
 
     def pose_config(self) -> PoseConfig:
-        return PoseConfig(image_size=self.image_size, head=self.head, head_stride=self.head_stride,
-                          refine=self.refine, scale_source=self.scale_source)
+        return PoseConfig(image_size=self.image_size, **{f.name: getattr(self, f.name) for f in fields(PoseParams)})
 
     def phases(self) -> list[tuple[str, int]]:
         """(BN phase, steps) in training order."""
