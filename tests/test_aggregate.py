@@ -97,6 +97,18 @@ def test_search_table_chooses_on_validation_and_labels_what_varies(tmp_path):
     assert not any("test" in c for c in t.columns)
 
 
+def test_search_chooses_per_variant_of_d(tmp_path):
+    """The paper's D and D with options are two searches: each gets its own chosen setting."""
+    _study(tmp_path, diffs=(-3.0,))
+    res_ = {m: {"val": _overall(80.0), "test": _overall(90.0)} for m in ("selected", "pretrained", "last")}
+    _write(tmp_path, "opt", "adversarial", {"method": "adversarial", "seed": 0, "steps": 400, "lambda_mm": 0.01,
+                                            "d_nda": 0.5}, {"pretrain_run": "pretrain__s0", "results": res_})
+    t = A.search_table(A.adversarial_runs(tmp_path))
+    chosen = t[t.chosen].set_index("variant")
+    assert set(chosen.index) == {"supervised", "adversarial", "adversarial + D options"}
+    assert chosen.loc["adversarial + D options", "run_id"] == "opt"
+
+
 def test_paired_difference_and_its_t_interval(tmp_path):
     diffs = (-3.0, -2.5, -2.0)
     _study(tmp_path, diffs)

@@ -150,17 +150,21 @@ def setting_label(row: pd.Series | dict, keys=None) -> str:
 
 
 def search_table(df: pd.DataFrame, score: str = "selected/val/mpjpe_abs") -> pd.DataFrame:
-    """Validation only: each method's settings sorted by ``score``; ``chosen`` marks the best."""
-    cols = ["method", "setting", "selected_step", score, "selected/val/mpjpe_rr", "selected/val/mpjpe_pa",
+    """Validation only: each method's settings sorted by ``score``; ``chosen`` marks the best.
+    The paper's D and D with options are searched apart (``variant``)."""
+    by = "variant" if "variant" in df else "method"
+    cols = ["method", "variant", "setting", "selected_step", score, "selected/val/mpjpe_rr", "selected/val/mpjpe_pa",
             "probe/d_acc", "probe/d_spearman_abs", "run_id"]
-    def varying(m: str) -> list[str]:
-        sub = df[df.method == m]
-        return [k for k in SETTINGS.get(m, ()) if sub[k].astype(str).nunique() > 1] or list(SETTINGS.get(m, ())[:1])
 
-    keys = {m: varying(m) for m in df.method.unique()}
-    t = df.assign(setting=[setting_label(r, keys[r["method"]]) for _, r in df.iterrows()])
-    t = t.sort_values(["method", score])
-    t["chosen"] = ~t.duplicated("method")
+    def varying(v: str) -> list[str]:
+        sub = df[df[by] == v]
+        opts = SETTINGS.get(sub.method.iloc[0], ())
+        return [k for k in opts if sub[k].astype(str).nunique() > 1] or list(opts[:1])
+
+    keys = {v: varying(v) for v in df[by].unique()}
+    t = df.assign(setting=[setting_label(r, keys[r[by]]) for _, r in df.iterrows()])
+    t = t.sort_values([by, score])
+    t["chosen"] = ~t.duplicated(by)
     return t[[c for c in cols if c in t] + ["chosen"]].reset_index(drop=True)
 
 
