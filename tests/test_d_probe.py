@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from handlib.analysis.d_probe import _auc, d_probe, probe_windows
@@ -96,3 +97,18 @@ def test_window_motion_error_is_the_displacement_error_of_root_relative_joints()
     rel = (out.j3d - out.j3d[:, :1]) - (gt - gt[:, :1])  # the root is joint 0
     want = rel.unflatten(0, rows.shape).diff(dim=1).norm(dim=-1).mean((1, 2))
     assert torch.allclose(pred["err_vel"], want, atol=1e-3)
+
+
+def test_spearman_ci_brackets_rho_and_sees_a_monotone_score():
+    from handlib.train.d_correlation import spearman_ci
+
+    rng = np.random.default_rng(0)
+    err = rng.uniform(10, 60, 200)
+    perfect = spearman_ci(-err, err, n_boot=200)
+    assert all(v == pytest.approx(-1.0) for v in perfect.values())  # every worse window called less real
+    noisy = spearman_ci(-err + rng.normal(0, 15, 200), err, n_boot=500)
+    assert noisy["lo"] <= noisy["rho"] <= noisy["hi"] < 0 and noisy["rho"] > -1
+    blind = spearman_ci(rng.normal(size=200), err, n_boot=500)
+    assert blind["lo"] < 0 < blind["hi"]  # a score blind to the error: the interval holds 0
+    with pytest.raises(ValueError, match=">= 3"):
+        spearman_ci([1.0, 2.0], [1.0, 2.0])
