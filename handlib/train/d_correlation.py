@@ -95,9 +95,10 @@ def run_correlation(run_id: str, results: str | None = None, which: str = "final
     out: dict[str, Any] = {"run": run_id, "which": which, "model": model, "n_windows": len(fake),
                            "d_acc": scored.get("d_acc"), "d_score_pred": scored.get("d_score_pred"),
                            "d_score_real": scored.get("d_score_real")}
-    for e in ERRORS:
+    errors = [e for e in ERRORS if np.isfinite(pred[f"err_{e}"].numpy()).all()]  # S = 1: no motion error
+    for e in errors:
         out[e] = spearman_ci(fake, pred[f"err_{e}"].numpy(), n_boot=n_boot, seed=cfg.seed)
-    out["mean_error_mm"] = {e: float(pred[f"err_{e}"].mean()) for e in ERRORS}
+    out["mean_error_mm"] = {e: float(pred[f"err_{e}"].mean()) for e in errors}
     return out
 
 
