@@ -207,6 +207,16 @@ def ablation_label(row) -> str:
             "rotate": "augmentation: without", "representation": "keypoints: 3D"}[k]
 
 
+def _col_name(c: str) -> str:
+    """A table's name for a record column: "selected/test/mpjpe_abs" -> "mpjpe_abs" (the
+    selected model's test error, the tables' default), any other model's keeps its name:
+    "last/test/mpjpe_abs" -> "last_mpjpe_abs", "selected_full/test/mpjpe_abs" -> "selected_full_mpjpe_abs"."""
+    parts = c.split("/")
+    if len(parts) == 3 and parts[1] == "test":
+        return parts[2] if parts[0] == "selected" else f"{parts[0]}_{parts[2]}"
+    return parts[-1]
+
+
 def _per_group(df: pd.DataFrame, by: str, cols, compare) -> list[dict]:
     """One row per group of ``by`` (in order of appearance): n, commits, mean +- std over seeds
     of each of ``cols`` and what ``compare(label, group, col, name)`` adds for that column."""
@@ -214,7 +224,7 @@ def _per_group(df: pd.DataFrame, by: str, cols, compare) -> list[dict]:
     for label, g in df.groupby(by, sort=False):
         r = {by: label, "n": len(g), "commits": _commits(g)}
         for c in cols:
-            name = c.rsplit("/", 1)[-1]
+            name = _col_name(c)
             r |= _mean_std(g[c], name) | compare(label, g, c, name)
         out.append(r)
     return out
@@ -440,8 +450,10 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     if "claim" in parts and cfg.claim_file:
         cl = runs_in(df, [cfg.claim_file], cfg.results)
         cl = cl.assign(method=cl.variant)  # the paper's D and D with options are two rows
-        full = [c for c in ("selected_full/test/mpjpe_abs",) if c in cl and cl[c].notna().any()]
-        cols = (ABS, RR, "selected/test/mpjpe_pa", "selected/test/epe_2d", *full)  # full: at full lambda_MM
+        # selected on validation; selected among steps at full lambda_MM; the last step (no selection)
+        extra = [c for c in ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs", "last/test/mpjpe_rr")
+                 if c in cl and cl[c].notna().any()]
+        cols = (ABS, RR, "selected/test/mpjpe_pa", "selected/test/epe_2d", *extra)
         tables["claim_methods"] = (method_table(cl, cols=cols), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
         tables["claim_actions"] = (action_table(cl), ".1f")

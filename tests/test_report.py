@@ -198,3 +198,17 @@ def test_build_report_parts_name_only_their_grids():
     from handlib.config import ConfigError
     with pytest.raises(ConfigError, match="parts"):
         R.ReportConfig.from_params({"parts": ["sweeps", "nope"]})
+
+
+def test_method_table_keeps_each_models_columns_apart():
+    """The selected, the full-strength selected and the last step's errors are separate columns,
+    each paired with the baseline (a last-step column must not overwrite the selected one)."""
+    d = _df()
+    d = d[(d.fraction == 0.1) & ~d.run_id.str.contains("d_depth")].copy()
+    d["last/test/mpjpe_abs"] = d[R.ABS] + 10.0 * (d.method == "adversarial")  # worse at the last step
+    d["selected/test/mpjpe_pa"] = d["selected/test/epe_2d"] = 1.0
+    t = R.method_table(d, cols=(R.ABS, "last/test/mpjpe_abs")).set_index("method")
+    assert {"mpjpe_abs", "mpjpe_abs_diff", "last_mpjpe_abs", "last_mpjpe_abs_diff"} <= set(t.columns)
+    assert t.loc["adversarial", "mpjpe_abs_diff"] == pytest.approx(-3.0)  # -2 - s over seeds 0, 1, 2
+    assert t.loc["adversarial", "last_mpjpe_abs_diff"] == pytest.approx(7.0)
+    assert R._col_name("selected_full/test/mpjpe_abs") == "selected_full_mpjpe_abs"
