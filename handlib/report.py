@@ -42,6 +42,7 @@ from handlib.analysis.aggregate import (
     search_table,
     to_markdown,
 )
+from handlib.analysis.claim_figure import plot_claim
 from handlib.analysis.figures import save_figure
 from handlib.config import ConfigError, StageConfig, param
 from handlib.paths import results_dir
@@ -410,6 +411,7 @@ class Report:
     ablations: pd.DataFrame
     missing: dict[str, list[str]]
     commits: list[str]
+    claim: pd.DataFrame | None = None  # the claim grid's runs (method = variant), for its figure
 
 
 
@@ -464,7 +466,8 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     files = dict.fromkeys([*(cfg.protocol_files if {"sweeps", "studies"} & set(parts) else []),
                            *([cfg.ablation_file] if "ablations" in parts else [])])
     commits = sorted(pd.concat(used).commit.dropna().unique()) if used else []
-    return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits)
+    return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits,
+                  claim=cl if "claim" in parts and cfg.claim_file else None)
 
 
 def report_figures(rep: Report, dpi: int = 100) -> dict:
@@ -474,6 +477,8 @@ def report_figures(rep: Report, dpi: int = 100) -> dict:
                                               "seeds; dots: seeds)", dpi=dpi) for p, (t, d) in rep.sweeps.items()}
     if len(rep.ablations):
         figs["ablations"] = plot_ablation(rep.ablations, dpi=dpi)
+    if rep.claim is not None and (rep.claim.method == "supervised").any() and rep.claim.method.nunique() > 1:
+        figs["claim"] = plot_claim(rep.claim, dpi=dpi)
     return figs
 
 

@@ -212,3 +212,23 @@ def test_method_table_keeps_each_models_columns_apart():
     assert t.loc["adversarial", "mpjpe_abs_diff"] == pytest.approx(-3.0)  # -2 - s over seeds 0, 1, 2
     assert t.loc["adversarial", "last_mpjpe_abs_diff"] == pytest.approx(7.0)
     assert R._col_name("selected_full/test/mpjpe_abs") == "selected_full_mpjpe_abs"
+
+
+def test_claim_figure_pairs_each_seed_with_supervised_and_shows_d_sensitivity():
+    from handlib.analysis.claim_figure import SENSITIVITY, claim_gains, plot_claim
+
+    d = _df()
+    d = d[(d.fraction == 0.1) & ~d.run_id.str.contains("d_depth")].copy()
+    d["last/test/mpjpe_abs"] = d[R.ABS] + 1.0
+    for c in SENSITIVITY:
+        d[c] = np.where(d.method == "adversarial", 0.95, np.nan)
+    g = claim_gains(d, R.ABS)
+    assert len(g) == 6 and set(g.method) == {"adversarial", "smoothness"}  # 3 seeds each, supervised is the base
+    assert sorted(g[g.method == "adversarial"]["diff"]) == [-4.0, -3.0, -2.0]  # -2 - seed
+    fig = plot_claim(d)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["adversarial", "smoothness"]
+    assert sum(len(c.get_offsets()) for c in right.collections) == 3  # D's share: the adversarial seeds only
+    assert "n = 3-3" in fig._suptitle.get_text()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
