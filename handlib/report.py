@@ -34,6 +34,7 @@ from IPython.display import Markdown, display
 from handlib import study
 from handlib.analysis.aggregate import (
     DIAGNOSTICS,
+    OPTIONS,
     SETTING_COLUMNS,
     adversarial_runs,
     ci95,
@@ -461,7 +462,10 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         tables["claim_actions"] = (action_table(cl), ".1f")
     if "when" in parts and cfg.when_file:
         when = runs_in(df, [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else []), cfg.results)
+        when = when.assign(method=when.variant)  # the paper's D and D with options: a table each
         tables["when"] = (when_table(when), ".1f")
+        if (when.method == OPTIONS).any():
+            tables["when_options"] = (when_table(when, a=OPTIONS), ".1f")
     used = [d for part, d in (("sweeps", sw), ("studies", sw), ("ablations", ab)) if part in parts and len(d)]
     files = dict.fromkeys([*(cfg.protocol_files if {"sweeps", "studies"} & set(parts) else []),
                            *([cfg.ablation_file] if "ablations" in parts else [])])

@@ -42,12 +42,15 @@ DIAGNOSTICS = ("jitter_ratio", "bone_cv_pred", "angle_viol_pred", "accel_pred")
 DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "image_size")
 
 
+OPTIONS = "adversarial + D options"  # the variant name of the adversarial method with D's options
+
+
 def variant(row: dict) -> str:
     """The method with its D: "adversarial + D options" when any motion-aware option of D
     (negative data augmentation, frame differences, window pooling) is on, else the method."""
     on = (row.get("d_nda") or 0) > 0 or row.get("d_input") not in (None, "pose") or \
         row.get("d_pool") not in (None, "score")
-    return f"{row['method']} + D options" if on and row["method"] == "adversarial" else row["method"]
+    return OPTIONS if on and row["method"] == "adversarial" else row["method"]
 
 
 def _setting(config: dict, key: str):
