@@ -312,6 +312,19 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
     return pd.DataFrame(_per_group(df, "method", cols, vs_baseline))
 
 
+def pretrained_table(pre: pd.DataFrame) -> pd.DataFrame:
+    """The pre-trained M of each seed beside the mean-pose floor (test errors; ``below_floor``:
+    1 - M / mean pose on root-relative error), and their mean over seeds."""
+    cols = {"selected/test/mpjpe_abs": "abs", "selected/test/mpjpe_rr": "rr", "selected/test/epe_2d": "2d_px",
+            "mean_pose/test/mpjpe_abs": "mean_pose_abs", "mean_pose/test/mpjpe_rr": "mean_pose_rr",
+            "mean_pose/test/epe_2d": "mean_pose_2d_px"}
+    t = pre.sort_values("seed")[["seed", "selected_step", *cols]].rename(columns=cols).reset_index(drop=True)
+    t["below_floor"] = 1 - t["rr"] / t["mean_pose_rr"]
+    if len(t) > 1:
+        t = pd.concat([t, t.drop(columns="seed").mean().to_frame().T.assign(seed="mean")], ignore_index=True)
+    return t
+
+
 def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.DataFrame:
     """The rows of ``df`` that the grids of ``params_files`` list (finished ones)."""
     ids = {r.id for f in params_files for r in _expand(f, results)}
@@ -460,6 +473,9 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         tables["claim_methods"] = (method_table(cl, cols=cols), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
         tables["claim_actions"] = (action_table(cl), ".1f")
+        pre = runs_in(pretrain_runs(cfg.results), [cfg.claim_file], cfg.results)
+        if len(pre):
+            tables["claim_pretrained"] = (pretrained_table(pre), ".2f")
     if "when" in parts and cfg.when_file:
         when = runs_in(df, [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else []), cfg.results)
         when = when.assign(method=when.variant)  # the paper's D and D with options: a table each

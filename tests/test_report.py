@@ -232,3 +232,14 @@ def test_claim_figure_pairs_each_seed_with_supervised_and_shows_d_sensitivity():
     assert "n = 3-3" in fig._suptitle.get_text()
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_pretrained_table_puts_each_seed_beside_the_mean_pose_floor():
+    pre = pd.DataFrame({"seed": [1, 0], "selected_step": [1000, 800],
+                        "selected/test/mpjpe_abs": [60.0, 70.0], "selected/test/mpjpe_rr": [30.0, 20.0],
+                        "selected/test/epe_2d": [6.0, 5.0], "mean_pose/test/mpjpe_abs": [150.0, 150.0],
+                        "mean_pose/test/mpjpe_rr": [40.0, 40.0], "mean_pose/test/epe_2d": [10.0, 10.0]})
+    t = R.pretrained_table(pre)
+    assert list(t.seed) == [0, 1, "mean"]
+    assert t.below_floor.tolist() == pytest.approx([0.5, 0.25, 0.375])
+    assert t.loc[2, "rr"] == pytest.approx(25.0) and t.loc[2, "mean_pose_rr"] == pytest.approx(40.0)
