@@ -312,6 +312,21 @@ def method_table(df: pd.DataFrame, cols=(ABS, RR, "selected/test/mpjpe_pa", "sel
     return pd.DataFrame(_per_group(df, "method", cols, vs_baseline))
 
 
+FIGURE_COLS = ("selected/test/mpjpe_abs", "last/test/mpjpe_abs")  # the claim figure's columns
+
+
+def with_pretrained(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """``df`` (continuation runs) plus a "pre-trained" row per pre-training run: M before any
+    continuation, its errors in every column of ``cols`` (from the records' ``pretrained/...``),
+    so that its paired difference to the supervised continuation is in the same table."""
+    if not len(df):
+        return df
+    first = df.drop_duplicates("pretrain_run")
+    src = {c: "/".join(["pretrained", *c.split("/")[1:]]) for c in cols}
+    pre = first.assign(method="pre-trained", **{c: first[s] if s in first else np.nan for c, s in src.items()})
+    return pd.concat([pre, df], ignore_index=True)
+
+
 def pretrained_table(pre: pd.DataFrame) -> pd.DataFrame:
     """The pre-trained M of each seed beside the mean-pose floor (test errors; ``below_floor``:
     1 - M / mean pose on root-relative error), and their mean over seeds."""
@@ -470,7 +485,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         extra = [c for c in ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs", "last/test/mpjpe_rr")
                  if c in cl and cl[c].notna().any()]
         cols = (ABS, RR, "selected/test/mpjpe_pa", "selected/test/epe_2d", *extra)
-        tables["claim_methods"] = (method_table(cl, cols=cols), ".1f")
+        tables["claim_methods"] = (method_table(with_pretrained(cl, cols), cols=cols), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
         tables["claim_actions"] = (action_table(cl), ".1f")
         pre = runs_in(pretrain_runs(cfg.results), [cfg.claim_file], cfg.results)
@@ -487,7 +502,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
                            *([cfg.ablation_file] if "ablations" in parts else [])])
     commits = sorted(pd.concat(used).commit.dropna().unique()) if used else []
     return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits,
-                  claim=cl if "claim" in parts and cfg.claim_file else None)
+                  claim=with_pretrained(cl, FIGURE_COLS) if "claim" in parts and cfg.claim_file else None)
 
 
 def report_figures(rep: Report, dpi: int = 100) -> dict:

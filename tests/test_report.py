@@ -243,3 +243,15 @@ def test_pretrained_table_puts_each_seed_beside_the_mean_pose_floor():
     assert list(t.seed) == [0, 1, "mean"]
     assert t.below_floor.tolist() == pytest.approx([0.5, 0.25, 0.375])
     assert t.loc[2, "rr"] == pytest.approx(25.0) and t.loc[2, "mean_pose_rr"] == pytest.approx(40.0)
+
+
+def test_with_pretrained_adds_the_starting_m_once_per_pretraining_run():
+    d = _df()
+    d = d[(d.fraction == 0.1) & ~d.run_id.str.contains("d_depth")].copy()
+    d["pretrained/test/mpjpe_abs"] = 50.0 + d.pretrain_seed
+    out = R.with_pretrained(d, (R.ABS, R.RR))
+    pre = out[out.method == "pre-trained"]
+    assert len(pre) == 3 and pre[R.ABS].tolist() == [50.0, 51.0, 52.0]
+    assert pre[R.RR].isna().all()  # the records hold no pre-trained rr here: not borrowed from a continuation
+    t = R.method_table(out, cols=(R.ABS,)).set_index("method")
+    assert "pre-trained" in t.index and np.isfinite(t.loc["pre-trained", "mpjpe_abs_diff"])
