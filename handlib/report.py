@@ -322,8 +322,11 @@ def with_pretrained(df: pd.DataFrame, cols) -> pd.DataFrame:
     if not len(df):
         return df
     first = df.drop_duplicates("pretrain_run")
-    src = {c: "/".join(["pretrained", *c.split("/")[1:]]) for c in cols}
-    pre = first.assign(method="pre-trained", **{c: first[s] if s in first else np.nan for c, s in src.items()})
+    keep = [c for c in ("pretrain_run", "pretrain_seed", "seed", "smoke") if c in first]
+    pre = first[keep].assign(method="pre-trained", commit="(pre-training)")
+    for c in cols:
+        s = "/".join(["pretrained", *c.split("/")[1:]])
+        pre[c] = first[s] if s in first else np.nan
     return pd.concat([pre, df], ignore_index=True)
 
 
