@@ -49,6 +49,7 @@ def test_rows_carry_settings_data_metrics_and_probe(tmp_path):
     assert r["selected/test/mpjpe_abs"] == 100.0 and r["selected/val/mpjpe_rr"] == pytest.approx(47.5)
     assert r["appearance_shift"] == 1.0 and r["fraction"] == 0.1 and r["commit"] == "abcdef01"
     assert r["probe/d_acc"] == 0.8 and r["test/jitter_ratio"] == 2.0
+    assert (df.selected_step == 100).all()  # read from the record, not overwritten by pre-training's fields
 
 
 def test_rows_carry_d_sensitivity_full_strength_selection_and_renamed_settings(tmp_path):

@@ -114,10 +114,6 @@ def adversarial_runs(results=None) -> pd.DataFrame:
             if k != "n_windows":
                 row[f"auc/{k}"] = v
         row |= _probe_history(results_dir(results) / "runs" / row["run_id"] / "history.csv")
-        mean_pose = (m.get("mean_pose") or {}).get("test") or {}  # the floor: the labelled frames' mean pose
-        for k in METRICS:
-            row[f"mean_pose/test/{k}"] = mean_pose.get(k, np.nan)
-        row["selected_step"] = (m.get("selection") or {}).get("selected_step", np.nan)
         row["wall_s"] = m.get("wall_time_s")
         rows.append(row)
     return pd.DataFrame(rows)
