@@ -101,6 +101,14 @@ def predict_probe(model, windows: ProbeWindows, runtime, representation: str, ce
 
 
 @torch.no_grad()
+def d_scores(D: MotionDiscriminator, x: Tensor, batch_windows: int = 256) -> np.ndarray:
+    """D's score of each encoded window ``x`` (N, S, 21, 3), in batches, on D's device: (N,)."""
+    dev = next(D.parameters()).device
+    return torch.cat([D(x[i:i + batch_windows].to(dev)).float().cpu()
+                      for i in range(0, len(x), batch_windows)]).numpy()
+
+
+@torch.no_grad()
 def score_probe(D: MotionDiscriminator, pred: dict[str, Tensor], real: dict[str, Tensor] | None,
                 representation: str, center: bool = False, batch_windows: int = 256) -> dict[str, float]:
     """D's accuracy / AUC (M's windows ``pred`` from ``predict_probe`` vs real windows), mean
@@ -111,8 +119,7 @@ def score_probe(D: MotionDiscriminator, pred: dict[str, Tensor], real: dict[str,
     D.eval()
     try:
         dev = next(D.parameters()).device
-        fake = torch.cat([D(pred["x"][i:i + batch_windows].to(dev)).float().cpu()
-                          for i in range(0, len(pred["x"]), batch_windows)]).numpy()
+        fake = d_scores(D, pred["x"], batch_windows)
         res = {"n_windows": float(len(fake)), "d_score_pred": float(fake.mean())}
         if len(fake) >= 3:
             res["d_spearman_abs"] = float(spearmanr(fake, pred["err_abs"].numpy()).statistic)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from handlib.analysis.d_probe import predict_probe, probe_windows, score_probe
+from handlib.analysis.d_probe import d_scores, predict_probe, probe_windows, score_probe
 from handlib.analysis.probe_d import resolve_d
 from handlib.models.motion import load_discriminator
 from handlib.models.pose import PoseModel
@@ -91,7 +91,8 @@ def run_correlation(run_id: str, results: str | None = None, which: str = "final
     M = load_m(met, pre, pre_cfg.pose_config(), model).to(rt.device)
     pred = predict_probe(M, probe, rt, cfg.representation, cfg.center)
     scored = score_probe(D, pred, probe.real, cfg.representation, cfg.center)
-    fake = _scores(D, pred["x"], rt.device)
+    D.eval()
+    fake = d_scores(D, pred["x"])
     out: dict[str, Any] = {"run": run_id, "which": which, "model": model, "n_windows": len(fake),
                            "d_acc": scored.get("d_acc"), "d_score_pred": scored.get("d_score_pred"),
                            "d_score_real": scored.get("d_score_real")}
@@ -100,14 +101,6 @@ def run_correlation(run_id: str, results: str | None = None, which: str = "final
         out[e] = spearman_ci(fake, pred[f"err_{e}"].numpy(), n_boot=n_boot, seed=cfg.seed)
     out["mean_error_mm"] = {e: float(pred[f"err_{e}"].mean()) for e in errors}
     return out
-
-
-def _scores(D, x, device, batch: int = 256) -> np.ndarray:
-    import torch
-
-    D.eval()
-    with torch.no_grad():
-        return torch.cat([D(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]).numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
