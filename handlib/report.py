@@ -9,7 +9,8 @@ runs a params file lists; ``analysis`` itself never imports ``train`` or ``study
 - ``ablation_table``: Table 1 analogue, one row per variant: mean +- std over seeds and the
   paired difference to the full model, the paper's FPHAB numbers in separate columns;
 - ``when_table``: per data setting (protocol, label fraction, appearance shift), the
-  pre-trained, supervised and adversarial errors and their paired difference over seeds;
+  pre-trained, supervised and adversarial errors and their paired difference over seeds; its
+  figure (``analysis.when_figure``) and, at the claim's shift, Fig. 4b (``when_sweep``);
 - ``change_table`` / ``action_table``: how a method changes M: diagnostics before (the
   pre-trained M) and after, D's probe and AUCs; per-action test error;
 - ``study_table``: supervised vs adversarial per grid, protocol and fraction, labelled with
@@ -45,6 +46,8 @@ from handlib.analysis.aggregate import (
 )
 from handlib.analysis.claim_figure import plot_claim
 from handlib.analysis.figures import save_figure
+from handlib.analysis.when_figure import KEYS as WHEN_KEYS
+from handlib.analysis.when_figure import plot_when
 from handlib.config import ConfigError, StageConfig, param
 from handlib.paths import results_dir
 from handlib.repro import atomic_write_text
@@ -166,7 +169,7 @@ def plot_sweep(table: pd.DataFrame, df: pd.DataFrame | None = None, protocol: in
     """Absolute and root-relative MPJPE vs label fraction, mean with 95 % CI band per method,
     per-seed points from ``df`` (the runs) where given."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi)
-    colors = {"pre-trained": "tab:gray", "supervised": "tab:blue", "adversarial": "tab:red"}
+    colors = {"pre-trained": "tab:gray", "supervised": "tab:blue", "adversarial": "tab:red", OPTIONS: "tab:purple"}
     for ax, name, col in ((axes[0], "mpjpe_abs", ABS), (axes[1], "mpjpe_rr", RR)):
         for method, g in table.groupby("method"):
             x = 100 * g["fraction"].to_numpy()
@@ -432,6 +435,25 @@ def action_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _when_figures(df: pd.DataFrame, when: pd.DataFrame, claim: pd.DataFrame | None, cfg: ReportConfig):
+    """What the "when" figures draw: the runs of the methods the "when" grid runs (method =
+    variant), the claim's setting each panel moves from (the claim grid's, else the most common
+    one) and Fig. 4b at the claim's protocol and shift: (sweep table, its runs), the pre-trained M
+    beside each continuation (alone at 100 %: no unlabelled video to continue on)."""
+    grid = runs_in(df, [cfg.when_file], cfg.results)
+    when = when[when.method.isin(set(grid.variant))] if len(grid) else when.iloc[:0]
+    if not len(when):
+        return when, None, None
+    src = claim if claim is not None and len(claim) else when
+    base = {k: src[k].mode().iloc[0] for k in WHEN_KEYS}
+    files = [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else [])
+    runs = pd.concat([runs_in(select(pretrain_runs(cfg.results), cfg.smoke), files, cfg.results), when],
+                     ignore_index=True)
+    runs = runs[(runs.protocol == base["protocol"]) & np.isclose(runs.appearance_shift, base["appearance_shift"])]
+    methods = ["pre-trained", *dict.fromkeys(when.method)]
+    return when, base, (sweep_table(runs, int(base["protocol"]), methods=methods), runs)
+
+
 # ---------------------------------------------------------------- the whole report (notebook 06)
 @dataclass
 class Report:
@@ -444,6 +466,9 @@ class Report:
     missing: dict[str, list[str]]
     commits: list[str]
     claim: pd.DataFrame | None = None  # the claim grid's runs (method = variant), for its figure
+    when: pd.DataFrame | None = None  # the "when" and claim grids' runs (method = variant)
+    when_base: dict | None = None  # the claim's setting, which each "when" panel moves from
+    when_sweep: tuple[pd.DataFrame, pd.DataFrame] | None = None  # Fig. 4b at the claim's shift: (table, runs)
 
 
 
@@ -458,6 +483,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     if unknown:
         raise ValueError(f"build_report: unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
     df = select(adversarial_runs(cfg.results), cfg.smoke)
+    when, when_base, when_sweep = None, None, None
     sw = sweep_runs(df, cfg.protocol_files, cfg.results, pretrained=select(pretrain_runs(cfg.results), cfg.smoke))
     ab = runs_in(df, [cfg.ablation_file], cfg.results) if "ablations" in parts else df.iloc[:0]
     abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)]) if len(ab) else ab
@@ -500,12 +526,16 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         tables["when"] = (when_table(when), ".1f")
         if (when.method == OPTIONS).any():
             tables["when_options"] = (when_table(when, a=OPTIONS), ".1f")
+        when, when_base, when_sweep = _when_figures(df, when, cl if "claim" in parts and cfg.claim_file else None, cfg)
+        if when_sweep is not None:
+            tables["when_sweep"] = (when_sweep[0], ".1f")
     used = [d for part, d in (("sweeps", sw), ("studies", sw), ("ablations", ab)) if part in parts and len(d)]
     files = dict.fromkeys([*(cfg.protocol_files if {"sweeps", "studies"} & set(parts) else []),
                            *([cfg.ablation_file] if "ablations" in parts else [])])
     commits = sorted(pd.concat(used).commit.dropna().unique()) if used else []
     return Report(tables, sweeps, abl, {f: missing_runs(f, cfg.results) for f in files}, commits,
-                  claim=with_pretrained(cl, FIGURE_COLS) if "claim" in parts and cfg.claim_file else None)
+                  claim=with_pretrained(cl, FIGURE_COLS) if "claim" in parts and cfg.claim_file else None,
+                  when=when, when_base=when_base, when_sweep=when_sweep)
 
 
 def report_figures(rep: Report, dpi: int = 100) -> dict:
@@ -517,6 +547,14 @@ def report_figures(rep: Report, dpi: int = 100) -> dict:
         figs["ablations"] = plot_ablation(rep.ablations, dpi=dpi)
     if rep.claim is not None and (rep.claim.method == "supervised").any() and rep.claim.method.nunique() > 1:
         figs["claim"] = plot_claim(rep.claim, dpi=dpi)
+    if rep.when is not None and rep.when_base is not None and len(rep.when):
+        figs["when"] = plot_when(rep.when, rep.when_base, dpi=dpi)
+    if rep.when_sweep is not None and len(rep.when_sweep[0]):
+        t, d = rep.when_sweep
+        figs["when_sweep"] = plot_sweep(t, d, int(rep.when_base["protocol"]), "Protocol "
+                                        f"{int(rep.when_base['protocol'])}, appearance shift "
+                                        f"{rep.when_base['appearance_shift']:g}: test error vs labels (mean, 95 % CI; "
+                                        "dots: seeds)", dpi=dpi)
     return figs
 
 

@@ -255,3 +255,27 @@ def test_with_pretrained_adds_the_starting_m_once_per_pretraining_run():
     assert pre[R.RR].isna().all()  # the records hold no pre-trained rr here: not borrowed from a continuation
     t = R.method_table(out, cols=(R.ABS,)).set_index("method")
     assert "pre-trained" in t.index and np.isfinite(t.loc["pre-trained", "mpjpe_abs_diff"])
+
+
+def test_when_figure_moves_one_setting_at_a_time_from_the_claims():
+    from handlib.analysis.when_figure import plot_when, when_gains
+
+    rows = []
+    base = {"protocol": 2, "fraction": 0.1, "appearance_shift": 0.5}
+    settings = [base, {**base, "fraction": 0.25}, {**base, "appearance_shift": 1.0}, {**base, "protocol": 1},
+                {**base, "fraction": 0.25, "appearance_shift": 1.0}]  # the last moves two keys: in no panel
+    for i, st in enumerate(settings):
+        for s in (0, 1, 2):
+            for method, delta in (("supervised", 0.0), ("adversarial", -1.0 - i)):
+                rows.append({**st, "method": method, "pretrain_run": f"pre{i}{s}", R.ABS: 60.0 + s + delta})
+    g = when_gains(pd.DataFrame(rows), base)
+    assert set(g.key) == {"fraction", "appearance_shift", "protocol"}
+    frac = g[g.key == "fraction"]
+    assert sorted(frac.value.unique()) == [0.1, 0.25] and len(frac) == 6  # 2 settings x 3 seeds
+    assert frac[frac.value == 0.25]["diff"].tolist() == [-2.0] * 3  # setting 1
+    assert (g[(g.key == "protocol") & (g.value == 1)]["diff"] == -4.0).all()
+    assert not (g["diff"] == -5.0).any()  # the setting that moves two keys is left out
+    fig = plot_when(pd.DataFrame(rows), base, dpi=30)
+    assert len(fig.axes) == 3 and "claim: 10" in fig.axes[0].get_xlabel()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
