@@ -279,3 +279,13 @@ def test_when_figure_moves_one_setting_at_a_time_from_the_claims():
     assert len(fig.axes) == 3 and "claim: 10" in fig.axes[0].get_xlabel()
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_ablation_rows_name_ds_options_apart_from_the_full_model():
+    row = {**R.FULL, "d_nda": 0.0, "d_input": "pose", "d_pool": "score"}
+    assert R.ablation_label(row) == "full model"
+    assert R.ablation_label({**R.FULL, "d_nda": float("nan")}) == "full model"  # records older than the options
+    assert R.ablation_label({**row, "d_nda": 0.5}) == "D options: NDA"
+    assert R.ablation_label({**row, "d_input": "pose_diff", "d_pool": "window"}) == \
+        "D options: frame differences + window pool"
+    assert R.ablation_label({**row, "d_nda": 0.5, "d_depth": 4}) == "D options: NDA, other: d_depth"
