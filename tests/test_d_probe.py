@@ -112,3 +112,24 @@ def test_spearman_ci_brackets_rho_and_sees_a_monotone_score():
     assert blind["lo"] < 0 < blind["hi"]  # a score blind to the error: the interval holds 0
     with pytest.raises(ValueError, match=">= 3"):
         spearman_ci([1.0, 2.0], [1.0, 2.0])
+
+
+def test_paired_validation_interval_cancels_sequence_difficulty():
+    """Two models 2 mm apart on every frame of sequences whose difficulty varies by +-10 mm: each
+    model's own interval is wide and they overlap, the paired interval of the difference is
+    narrow and excludes 0; two identical models give a difference of exactly 0."""
+    from handlib.train.val_paired import paired_sequence_ci
+
+    rng = np.random.default_rng(0)
+    seqs = np.repeat(np.arange(14).astype(str), 50)
+    hard = rng.normal(0, 10, 14)[np.repeat(np.arange(14), 50)]
+    b = 30 + hard + rng.normal(0, 3, len(seqs))
+    a = b - 2.0 + rng.normal(0, 0.5, len(seqs))
+    r = paired_sequence_ci(a, b, seqs, n_boot=500)
+    assert r["a"]["hi"] > r["b"]["lo"]  # unpaired: the intervals overlap
+    assert r["diff"]["hi"] - r["diff"]["lo"] < 0.5 * (r["a"]["hi"] - r["a"]["lo"])
+    assert r["diff"]["excludes_zero"] and r["diff"]["mean"] == pytest.approx(-2.0, abs=0.1)
+    same = paired_sequence_ci(b, b, seqs, n_boot=100)
+    assert same["diff"]["mean"] == 0.0 and not same["diff"]["excludes_zero"]
+    with pytest.raises(ValueError, match="frames"):
+        paired_sequence_ci(a, b[:-1], seqs)
