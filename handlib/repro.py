@@ -74,6 +74,10 @@ def device_info(device: str | torch.device | None = None) -> dict[str, Any]:
     return info
 
 
+SLUG_MAX = 40  # characters of one value shown in a run id (a pre-training run's id as a value is
+# ~120): ids stay well under the file system's 255 per name; the hash covers the full value
+
+
 def _slug(v: Any) -> str:
     if isinstance(v, float):
         s = f"{v:g}"
@@ -81,7 +85,7 @@ def _slug(v: Any) -> str:
         s = "-".join(_slug(x) for x in v)
     else:
         s = str(v)
-    return re.sub(r"[^A-Za-z0-9.+-]", "", s.replace("/", "-"))
+    return re.sub(r"[^A-Za-z0-9.+-]", "", s.replace("/", "-"))[:SLUG_MAX]
 
 
 def run_id(stage: str, config: dict[str, Any], vary: list[str] | tuple[str, ...] = ()) -> str:

@@ -54,6 +54,15 @@ def test_seed_everything_reproducible():
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(123)))
 
 
+def test_run_id_cuts_long_values_but_the_hash_still_tells_them_apart():
+    long = "pretrain__fraction-0.1__preset-full__appearance_shift-0.5__steps-2000__frozen_steps-500__seed-"
+    a = repro.run_id("adversarial", {"pretrain_run": long + "0__22ef71b6", "method": "x"}, ["pretrain_run", "method"])
+    b = repro.run_id("adversarial", {"pretrain_run": long + "1__4ebec442", "method": "x"}, ["pretrain_run", "method"])
+    assert a != b and a[:-8] == b[:-8]  # the shown parts are cut alike, the hash differs
+    assert len(a) < 100 and a.startswith("adversarial__pretrain_run-pretrainfraction-0.1") and "__method-x__" in a
+    assert repro.run_id("p", {"seed": 3}, ["seed"]).startswith("p__seed-3__")  # short values as they were
+
+
 def test_run_id_deterministic_and_readable():
     cfg = {"protocol": 2, "fraction": 0.1, "seed": 0, "lr": 1e-3}
     a = repro.run_id("pretrain", cfg, ["protocol", "fraction", "seed"])
