@@ -85,6 +85,7 @@ class ReportConfig(StageConfig):
     search_file: str = param("", help="grid of the validation search (empty: none)")
     claim_file: str = param("", help="grid of the per-method comparison over seeds (empty: none)")
     when_file: str = param("", help='grid of the "when does it help?" settings (empty: none)')
+    when_base_file: str = param("", help='grid of the setting the "when" settings move from (empty: claim_file)')
     reference: str = param("", help="a second results directory shown beside this one (empty: none)")
     reference_files: tuple[str, ...] = param(("params/claim.yaml", "params/protocol2.yaml"),
                                              help="the grids of ``reference``")
@@ -99,7 +100,8 @@ class ReportConfig(StageConfig):
             raise ConfigError(f"ReportConfig.parts: {bad} not in {list(PARTS)}")
         if self.ablation_fraction <= 0:
             raise ConfigError(f"ReportConfig.ablation_fraction: {self.ablation_fraction} must be > 0")
-        files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file, self.when_file]
+        files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file, self.when_file,
+                 self.when_base_file]
         files += list(self.reference_files) if self.reference else []
         missing = [f for f in files if f and not _grid_path(f).is_file()]
         if missing:
@@ -440,18 +442,19 @@ def action_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _when_figures(df: pd.DataFrame, when: pd.DataFrame, claim: pd.DataFrame | None, cfg: ReportConfig):
+def _when_figures(df: pd.DataFrame, when: pd.DataFrame, claim: pd.DataFrame | None, base_file: str,
+                  cfg: ReportConfig):
     """What the "when" figures draw: the runs of the methods the "when" grid runs (method =
-    variant), the claim's setting each panel moves from (the claim grid's, else the most common
-    one) and Fig. 4b at the claim's protocol and shift: (sweep table, its runs), the pre-trained M
-    beside each continuation (alone at 100 %: no unlabelled video to continue on)."""
+    variant), the setting each panel moves from (that of ``claim``, the runs of ``base_file``;
+    else the most common one) and Fig. 4b at its protocol and shift: (sweep table, its runs), the
+    pre-trained M beside each continuation (alone at 100 %: no unlabelled video to continue on)."""
     grid = runs_in(df, [cfg.when_file], cfg.results)
     when = when[when.method.isin(set(grid.variant))] if len(grid) else when.iloc[:0]
     if not len(when):
         return when, None, None
     src = claim if claim is not None and len(claim) else when
     base = {k: src[k].mode().iloc[0] for k in WHEN_KEYS}
-    files = [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else [])
+    files = [cfg.when_file] + ([base_file] if base_file else [])
     runs = pd.concat([runs_in(select(pretrain_runs(cfg.results), cfg.smoke), files, cfg.results), when],
                      ignore_index=True)
     runs = runs[(runs.protocol == base["protocol"]) & np.isclose(runs.appearance_shift, base["appearance_shift"])]
@@ -526,12 +529,14 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         if len(pre):
             tables["claim_pretrained"] = (pretrained_table(pre), ".2f")
     if "when" in parts and cfg.when_file:
-        when = runs_in(df, [cfg.when_file] + ([cfg.claim_file] if cfg.claim_file else []), cfg.results)
+        base_file = cfg.when_base_file or cfg.claim_file  # the setting the "when" points move from
+        when = runs_in(df, [cfg.when_file] + ([base_file] if base_file else []), cfg.results)
         when = when.assign(method=when.variant)  # the paper's D and D with options: a table each
         tables["when"] = (when_table(when), ".1f")
         if (when.method == OPTIONS).any():
             tables["when_options"] = (when_table(when, a=OPTIONS), ".1f")
-        when, when_base, when_sweep = _when_figures(df, when, cl if "claim" in parts and cfg.claim_file else None, cfg)
+        base = runs_in(df, [base_file], cfg.results) if base_file else None
+        when, when_base, when_sweep = _when_figures(df, when, base, base_file, cfg)
         if when_sweep is not None:
             tables["when_sweep"] = (when_sweep[0], ".1f")
     used = [d for part, d in (("sweeps", sw), ("studies", sw), ("ablations", ab)) if part in parts and len(d)]

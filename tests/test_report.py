@@ -165,6 +165,8 @@ def test_report_config_validates_grid_files_and_fraction():
 
     with pytest.raises(ConfigError, match="no such grid file: params/nope.yaml"):
         R.ReportConfig.from_params({"claim_file": "params/nope.yaml"})
+    with pytest.raises(ConfigError, match="no such grid file: params/nope.yaml"):
+        R.ReportConfig.from_params({"when_base_file": "params/nope.yaml"})
     with pytest.raises(ConfigError, match="ablation_fraction"):
         R.ReportConfig.from_params({"ablation_fraction": 0.0})
     assert R.ReportConfig.from_params({"reference_files": ["params/nope.yaml"]}).reference == ""  # unused
