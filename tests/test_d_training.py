@@ -93,6 +93,18 @@ def test_nda_windows_cover_the_kinds_and_copy():
     assert torch.equal(out[4:], j[4:].flip(1))
 
 
+def test_nda_scale_multiplies_the_jitter_amounts():
+    """Jitter NDA at scale 3 moves joints 3x as far as at scale 1 (same draws: same generator seed);
+    the frame order kinds do not scale."""
+    j = _motion().__getitems__(list(range(4)))["j3d"]
+    one = nda_windows(j, ("jitter",), torch.Generator().manual_seed(0)) - j
+    three = nda_windows(j, ("jitter",), torch.Generator().manual_seed(0), scale=3.0) - j
+    assert torch.allclose(three, 3 * one, atol=1e-3)
+    assert torch.equal(nda_windows(j, ("reverse",), torch.Generator().manual_seed(0), scale=3.0), j.flip(1))
+    with pytest.raises(ValueError, match="nda_scale"):
+        _cfg(nda_scale=0.0)
+
+
 def test_fake_batch_mixes_fresh_and_replayed_windows():
     D = MotionDiscriminator(MotionConfig(S=S, channels=8))
     tr = DTrainer(D, _cfg(replay=16, fake_batch=6), seed=0)

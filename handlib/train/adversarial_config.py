@@ -72,6 +72,8 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
     d_r1: float = param(0.0, range=(0.0, None), help="R1 gradient penalty weight on real windows; 0 = off")
     d_nda: float = param(0.0, range=(0.0, 1.0), help="weight of negative (time-corrupted real) fakes; 0 = off")
     d_nda_kinds: str = param("jitter,bone,shuffle", help="comma-separated: jitter, bone, shuffle, reverse, warp")
+    d_nda_scale: float = param(1.0, range=(0.1, 100.0),
+                               help="NDA jitter / bone amounts times this (1: jitter 1-10 mm, bone 1-10 %)")
     d_warm_steps: int = param(0, range=(0, None), help="D's warm start against the frozen M's windows (max)")
     d_warm_eval_every: int = param(100, range=(1, None), help="warm start: validation every n D updates")
     d_warm_patience: int = param(5, range=(0, None), help="warm start: stop after n evaluations without gain")
@@ -125,7 +127,8 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
         two configs that differ only there describe the same run."""
         d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "rotate", "center", "motion_source",
              "motion_batch", "d_lr", "d_weight_decay", "d_beta1", "d_every", "lambda_mm", "d_kernel", "d_input",
-             "d_pool", "d_updates", "d_fake_batch", "d_replay", "d_r1", "d_nda", "d_nda_kinds", "d_warm_steps",
+             "d_pool", "d_updates", "d_fake_batch", "d_replay", "d_r1", "d_nda", "d_nda_kinds", "d_nda_scale",
+             "d_warm_steps",
              "d_warm_eval_every", "d_warm_patience", "d_holdout_every", "d_probe_stride", "d_probe_frames"}
         if self.method == "supervised":
             return frozenset(d | {"unlabelled_frames", "d_warmup", "lambda_warmup", "lambda_smooth"})
@@ -150,7 +153,7 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
                             fake_batch=self.d_fake_batch or n, replay=self.d_replay, r1=self.d_r1, nda=self.d_nda,
                             nda_kinds=self.nda_kinds, augment=self.rotate, representation=self.representation,
                             center=self.center, warm_steps=self.d_warm_steps, warm_eval_every=self.d_warm_eval_every,
-                            warm_patience=self.d_warm_patience)
+                            warm_patience=self.d_warm_patience, nda_scale=self.d_nda_scale)
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(**self.loop_params(), schedule="constant", resume=not self.smoke)

@@ -40,6 +40,7 @@ NDA_KINDS = ("jitter", "bone", "shuffle", "reverse", "warp")
 # per kind: the range of amounts one NDA group draws from (log-uniform; mm, %, or warp strength)
 NDA_RANGES = {"jitter": (1.0, 10.0), "bone": (1.0, 10.0), "shuffle": (0.0, 0.0), "reverse": (0.0, 0.0),
               "warp": (1.0, 1.0)}
+NDA_SCALED = ("jitter", "bone")  # the kinds whose range ``nda_scale`` multiplies (amounts in mm, %)
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,15 @@ class DTrainConfig:
     warm_eval_every: int
     warm_patience: int
     warm_min_delta: float = 0.005
+    nda_scale: float = 1.0  # multiplies the jitter / bone ranges of NDA_RANGES (e.g. 3: jitter 3-30 mm)
 
     def __post_init__(self):
         if bad := sorted(set(self.nda_kinds) - set(NDA_KINDS)):
             raise ValueError(f"DTrainConfig.nda_kinds: {bad} not in {NDA_KINDS}")
         if self.nda > 0 and not self.nda_kinds:
             raise ValueError("DTrainConfig: nda > 0 needs at least one of nda_kinds")
+        if self.nda_scale <= 0:
+            raise ValueError(f"DTrainConfig.nda_scale: {self.nda_scale} must be > 0")
 
 
 class ReplayBuffer:
@@ -117,15 +121,16 @@ class ReplayBuffer:
             self.data[:self.count] = st["data"]
 
 
-def nda_windows(j3d: Tensor, kinds: tuple[str, ...], generator: torch.Generator) -> Tensor:
+def nda_windows(j3d: Tensor, kinds: tuple[str, ...], generator: torch.Generator, scale: float = 1.0) -> Tensor:
     """Real windows j3d (B, S, 21, 3) mm corrupted in time: split into ``len(kinds)`` groups in
     order, group i perturbed by ``kinds[i]`` with an amount drawn log-uniformly from
-    ``NDA_RANGES``. A new tensor: the input (the real batch) is never modified."""
+    ``NDA_RANGES`` (times ``scale`` for the kinds of ``NDA_SCALED``). A new tensor: the input
+    (the real batch) is never modified."""
     out, groups = [], torch.tensor_split(torch.arange(len(j3d)), len(kinds))
     for kind, idx in zip(kinds, groups):
         if not len(idx):
             continue
-        lo, hi = NDA_RANGES[kind]
+        lo, hi = (scale * r for r in NDA_RANGES[kind]) if kind in NDA_SCALED else NDA_RANGES[kind]
         u = float(torch.rand((), generator=generator))
         amount = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if lo > 0 else 0.0
         out.append(perturb_windows(j3d[idx].double(), kind, amount, generator).to(j3d.dtype))
@@ -171,8 +176,8 @@ class DTrainer:
 
     def nda_fakes(self, j3d: Tensor, K: Tensor) -> Tensor:
         """Corrupted copies of real windows, encoded: fakes for the NDA term."""
-        return encode_real(nda_windows(j3d, self.cfg.nda_kinds, self.gen), K, self.cfg.representation,
-                           self.cfg.center)
+        bad = nda_windows(j3d, self.cfg.nda_kinds, self.gen, self.cfg.nda_scale)
+        return encode_real(bad, K, self.cfg.representation, self.cfg.center)
 
     def fake_windows(self, fresh: Tensor | None) -> Tensor:
         """M's windows for one update: this step's (detached) plus, with a buffer, replayed ones
