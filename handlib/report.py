@@ -39,6 +39,7 @@ from handlib.analysis.aggregate import (
     SETTING_COLUMNS,
     adversarial_runs,
     ci95,
+    options_on,
     paired,
     pretrain_runs,
     search_table,
@@ -66,8 +67,6 @@ PAPER_TABLE1 = {
     "keypoints: 3D": (26.62, 13.59),
     "supervised (no unlabelled term)": (28.47, float("nan")),
 }
-# D's motion-aware options (config key, its off value, the row's name): not the paper's, rows apart
-OPTION_ROWS = (("d_nda", 0.0, "NDA"), ("d_input", "pose", "frame differences"), ("d_pool", "score", "window pool"))
 FULL = {"method": "adversarial", "spectral_norm": False, "d_depth": 2, "S": 16, "rotate": True,
         "representation": "25d"}
 
@@ -207,7 +206,7 @@ def ablation_label(row) -> str:
     if row["method"] == "pose_prior":
         return "pose prior (S 1)"
     diff = [k for k, v in FULL.items() if row[k] != v]
-    opts = [name for k, off, name in OPTION_ROWS if not pd.isna(row.get(k, off)) and row.get(k, off) != off]
+    opts = options_on(row)
     if opts:  # D's motion-aware options (the second study): rows of their own, beside the paper's
         return "D options: " + " + ".join(opts) + ("" if not diff else ", other: " + ", ".join(diff))
     if not diff:

@@ -45,12 +45,19 @@ DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "i
 OPTIONS = "adversarial + D options"  # the variant name of the adversarial method with D's options
 
 
+# D's motion-aware options: (config key, its off value, its name in tables)
+OPTION_ROWS = (("d_nda", 0.0, "NDA"), ("d_input", "pose", "frame differences"), ("d_pool", "score", "window pool"))
+
+
+def options_on(row) -> list[str]:
+    """Names of the motion-aware options of D a run has on (missing / NaN: off, older records)."""
+    return [name for k, off, name in OPTION_ROWS if not pd.isna(row.get(k, off)) and row.get(k, off) != off]
+
+
 def variant(row: dict) -> str:
     """The method with its D: "adversarial + D options" when any motion-aware option of D
     (negative data augmentation, frame differences, window pooling) is on, else the method."""
-    on = (row.get("d_nda") or 0) > 0 or row.get("d_input") not in (None, "pose") or \
-        row.get("d_pool") not in (None, "score")
-    return OPTIONS if on and row["method"] == "adversarial" else row["method"]
+    return OPTIONS if options_on(row) and row["method"] == "adversarial" else row["method"]
 
 
 def _setting(config: dict, key: str):
