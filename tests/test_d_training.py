@@ -105,6 +105,56 @@ def test_nda_scale_multiplies_the_jitter_amounts():
         _cfg(nda_scale=0.0)
 
 
+def test_nda_severity_and_graded_targets():
+    """Severity is the amount's log-position in its range (jitter: |displacement| grows with it);
+    frame-order kinds have severity 1. Graded NDA targets g (1 - u); g = 0 keeps every target 0 and
+    draws exactly what the ungraded call draws (old runs reproduce)."""
+    j = _motion().__getitems__(list(range(6)))["j3d"]
+    plain = nda_windows(j, ("jitter", "jitter", "shuffle"), torch.Generator().manual_seed(1))
+    out, sev = nda_windows(j, ("jitter", "jitter", "shuffle"), torch.Generator().manual_seed(1), with_severity=True)
+    assert torch.equal(out, plain) and sev.shape == (6,)
+    assert ((sev >= 0) & (sev <= 1)).all() and torch.equal(sev[4:], torch.ones(2))
+    assert sev[0] == sev[1] and sev[2] == sev[3] and sev[0] != sev[2]
+    move = (out[:4] - j[:4]).norm(dim=-1).mean(dim=(1, 2))  # (4,) mm
+    lo, hi = (0, 2) if sev[0] < sev[2] else (2, 0)
+    assert move[hi] > move[lo]  # the more severe group moved further
+    batch = _motion().__getitems__(list(range(6)))
+    for g in (0.0, 0.6):
+        tr = DTrainer(MotionDiscriminator(MotionConfig(S=S, channels=8)),
+                      _cfg(nda=0.5, nda_graded=g, nda_kinds=("jitter", "shuffle")), seed=0)
+        _, t = tr.nda_fakes(batch["j3d"], batch["K"])
+        assert ((t >= 0) & (t <= g)).all() and torch.equal(t[3:], torch.zeros(3))
+        assert (t[:3] > 0).all() == (g > 0)
+    with pytest.raises(ValueError, match="nda_graded"):
+        _cfg(nda_graded=1.0)
+
+
+class ConstD(MotionDiscriminator):
+    """D that scores every window c (one parameter): its loss is a closed form."""
+
+    def __init__(self, cfg, c):
+        super().__init__(cfg)
+        self.c = torch.nn.Parameter(torch.tensor(float(c)))
+
+    def forward(self, x):
+        return self.c.expand(len(x)) + 0 * x.sum()
+
+
+@pytest.mark.parametrize("g", [0.0, 0.6])
+def test_d_loss_uses_the_graded_targets(g):
+    """L_D = (1 - c)^2 + (1 - a) c^2 + a mean((c - t)^2) with t = g (1 - severity)."""
+    a, c = 0.5, 0.3
+    batch = _motion().__getitems__(list(range(6)))
+    tr = DTrainer(ConstD(MotionConfig(S=S, channels=8), c), _cfg(nda=a, nda_graded=g, nda_kinds=("jitter", "bone")),
+                  seed=0)
+    gen_state = tr.gen.get_state()
+    _, t = tr.nda_fakes(batch["j3d"], batch["K"])
+    tr.gen.set_state(gen_state)  # the step draws the same NDA amounts
+    logs = tr.d_step(batch["j3d"], batch["K"], torch.zeros(4, S, 21, 3))
+    want = (1 - c) ** 2 + (1 - a) * c ** 2 + a * float(((c - t) ** 2).mean())
+    assert logs["loss_D"] == pytest.approx(want, rel=1e-5)
+
+
 def test_fake_batch_mixes_fresh_and_replayed_windows():
     D = MotionDiscriminator(MotionConfig(S=S, channels=8))
     tr = DTrainer(D, _cfg(replay=16, fake_batch=6), seed=0)

@@ -74,6 +74,9 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
     d_nda_kinds: str = param("jitter,bone,shuffle", help="comma-separated: jitter, bone, shuffle, reverse, warp")
     d_nda_scale: float = param(1.0, range=(0.1, 100.0),
                                help="NDA jitter / bone amounts times this (1: jitter 1-10 mm, bone 1-10 %)")
+    d_nda_graded: float = param(0.0, range=(0.0, 0.99),
+                                help="NDA target for the mildest jitter / bone amount, falling to 0 at the "
+                                     "strongest (log scale); 0 = every NDA fake's target is 0 (Sinha et al.)")
     d_warm_steps: int = param(0, range=(0, None), help="D's warm start against the frozen M's windows (max)")
     d_warm_eval_every: int = param(100, range=(1, None), help="warm start: validation every n D updates")
     d_warm_patience: int = param(5, range=(0, None), help="warm start: stop after n evaluations without gain")
@@ -128,7 +131,7 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
         d = {"representation", "S", "d_depth", "d_channels", "spectral_norm", "rotate", "center", "motion_source",
              "motion_batch", "d_lr", "d_weight_decay", "d_beta1", "d_every", "lambda_mm", "d_kernel", "d_input",
              "d_pool", "d_updates", "d_fake_batch", "d_replay", "d_r1", "d_nda", "d_nda_kinds", "d_nda_scale",
-             "d_warm_steps",
+             "d_nda_graded", "d_warm_steps",
              "d_warm_eval_every", "d_warm_patience", "d_holdout_every", "d_probe_stride", "d_probe_frames"}
         if self.method == "supervised":
             return frozenset(d | {"unlabelled_frames", "d_warmup", "lambda_warmup", "lambda_smooth"})
@@ -153,7 +156,8 @@ class AdversarialConfig(RecordParams, LoopParams, DataParams):
                             fake_batch=self.d_fake_batch or n, replay=self.d_replay, r1=self.d_r1, nda=self.d_nda,
                             nda_kinds=self.nda_kinds, augment=self.rotate, representation=self.representation,
                             center=self.center, warm_steps=self.d_warm_steps, warm_eval_every=self.d_warm_eval_every,
-                            warm_patience=self.d_warm_patience, nda_scale=self.d_nda_scale)
+                            warm_patience=self.d_warm_patience, nda_scale=self.d_nda_scale,
+                            nda_graded=self.d_nda_graded)
 
     def loop_config(self) -> LoopConfig:
         return LoopConfig(**self.loop_params(), schedule="constant", resume=not self.smoke)

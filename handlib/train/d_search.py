@@ -76,7 +76,7 @@ def search(base: dict, settings: list[dict], log=print) -> list[dict]:
                "probe": {k: round(v, 4) for k, v in probe.items()},
                "sensitivity": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in sens.items()},
                "curve": [{k: round(v, 4) for k, v in r.items() if k in ("step", "loss_D", "d_acc", "objective",
-                                                                           "d_spearman_abs", "dsens_jitter_2",
+                                                                           "d_spearman_abs", "d_spearman_vel", "dsens_jitter_2",
                                                                            "dsens_jitter_5", "dsens_shuffle")}
                          for r in rec["history"]]}
         log(json.dumps(row))

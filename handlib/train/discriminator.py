@@ -3,14 +3,17 @@ real batches of their own size, optional R1 and negative data augmentation, and 
 
 One D update (``DTrainer.d_step``), LSGAN (Eq. 4) with two optional terms:
 
-    L_D = E_real[(1 - D(x))^2] + (1 - a) E_M[D(y)^2] + a E_NDA[D(P(x'))^2] + r1/2 E_real[|dD/dx|^2]
+    L_D = E_real[(1 - D(x))^2] + (1 - a) E_M[D(y)^2] + a E_NDA[(D(P(x')) - t)^2] + r1/2 E_real[|dD/dx|^2]
 
 - real x: encoded windows of the real motion source (never corrupted: ``real_windows``);
 - M's y: this step's predicted windows and, with ``replay`` > 0, windows drawn from a buffer of
   M's recent predictions (``ReplayBuffer``, refreshed with every step's windows);
 - NDA (Sinha et al., ICLR 2021; weight ``a = nda``): real windows corrupted in time (jitter,
   bone-length noise, shuffled / reversed frames, time warps; ``nda_kinds``) shown to D as fake,
-  so that its boundary runs close to real motion instead of around a coarse pose prior;
+  so that its boundary runs close to real motion instead of around a coarse pose prior. Their
+  target t is 0 (the paper's fake label) unless ``nda_graded`` g > 0: then a jitter / bone
+  corruption drawn at log-position u in its range (0 mildest, 1 strongest) gets t = g (1 - u), so
+  D's score falls with the amount instead of saturating at 0 for every corruption it can see;
 - R1 (``r1`` > 0): the gradient penalty on real windows.
 D's rotation augmentation is applied alike to every window it sees.
 
@@ -65,6 +68,7 @@ class DTrainConfig:
     warm_patience: int
     warm_min_delta: float = 0.005
     nda_scale: float = 1.0  # multiplies the jitter / bone ranges of NDA_RANGES (e.g. 3: jitter 3-30 mm)
+    nda_graded: float = 0.0  # g: NDA target g (1 - u) for a jitter / bone amount at log-position u; 0 = all 0
 
     def __post_init__(self):
         if bad := sorted(set(self.nda_kinds) - set(NDA_KINDS)):
@@ -73,6 +77,8 @@ class DTrainConfig:
             raise ValueError("DTrainConfig: nda > 0 needs at least one of nda_kinds")
         if self.nda_scale <= 0:
             raise ValueError(f"DTrainConfig.nda_scale: {self.nda_scale} must be > 0")
+        if not 0.0 <= self.nda_graded < 1.0:
+            raise ValueError(f"DTrainConfig.nda_graded: {self.nda_graded} must be in [0, 1)")
 
 
 class ReplayBuffer:
@@ -121,12 +127,15 @@ class ReplayBuffer:
             self.data[:self.count] = st["data"]
 
 
-def nda_windows(j3d: Tensor, kinds: tuple[str, ...], generator: torch.Generator, scale: float = 1.0) -> Tensor:
+def nda_windows(j3d: Tensor, kinds: tuple[str, ...], generator: torch.Generator, scale: float = 1.0,
+                with_severity: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Real windows j3d (B, S, 21, 3) mm corrupted in time: split into ``len(kinds)`` groups in
     order, group i perturbed by ``kinds[i]`` with an amount drawn log-uniformly from
     ``NDA_RANGES`` (times ``scale`` for the kinds of ``NDA_SCALED``). A new tensor: the input
-    (the real batch) is never modified."""
-    out, groups = [], torch.tensor_split(torch.arange(len(j3d)), len(kinds))
+    (the real batch) is never modified. ``with_severity``: also each window's severity (B,), the
+    amount's log-position u in its range (0 mildest, 1 strongest) for the kinds of ``NDA_SCALED``,
+    1 for the others (a shuffled or reversed window has no milder version)."""
+    out, sev, groups = [], [], torch.tensor_split(torch.arange(len(j3d)), len(kinds))
     for kind, idx in zip(kinds, groups):
         if not len(idx):
             continue
@@ -134,7 +143,9 @@ def nda_windows(j3d: Tensor, kinds: tuple[str, ...], generator: torch.Generator,
         u = float(torch.rand((), generator=generator))
         amount = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if lo > 0 else 0.0
         out.append(perturb_windows(j3d[idx].double(), kind, amount, generator).to(j3d.dtype))
-    return torch.cat(out)
+        sev.append(torch.full((len(idx),), u if kind in NDA_SCALED and hi > lo else 1.0))
+    windows = torch.cat(out)
+    return (windows, torch.cat(sev)) if with_severity else windows
 
 
 def r1_penalty(D: MotionDiscriminator, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -174,10 +185,11 @@ class DTrainer:
         """Real windows (B, S, 21, 3) mm -> D's encoded input (no corruption, ever)."""
         return encode_real(j3d, K, self.cfg.representation, self.cfg.center)
 
-    def nda_fakes(self, j3d: Tensor, K: Tensor) -> Tensor:
-        """Corrupted copies of real windows, encoded: fakes for the NDA term."""
-        bad = nda_windows(j3d, self.cfg.nda_kinds, self.gen, self.cfg.nda_scale)
-        return encode_real(bad, K, self.cfg.representation, self.cfg.center)
+    def nda_fakes(self, j3d: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
+        """Corrupted copies of real windows, encoded: fakes for the NDA term, with their LSGAN
+        targets (B,): 0, or ``nda_graded`` (1 - severity) (module docstring)."""
+        bad, sev = nda_windows(j3d, self.cfg.nda_kinds, self.gen, self.cfg.nda_scale, with_severity=True)
+        return encode_real(bad, K, self.cfg.representation, self.cfg.center), self.cfg.nda_graded * (1 - sev)
 
     def fake_windows(self, fresh: Tensor | None) -> Tensor:
         """M's windows for one update: this step's (detached) plus, with a buffer, replayed ones
@@ -215,8 +227,9 @@ class DTrainer:
         loss = ((1 - d_real) ** 2).mean() + (1 - cfg.nda) * (d_fake ** 2).mean()
         logs: dict[str, float] = {}
         if cfg.nda > 0:
-            d_nda = D(self.augment(self.nda_fakes(real_j3d, real_K)))
-            loss = loss + cfg.nda * (d_nda ** 2).mean()
+            bad, target = self.nda_fakes(real_j3d, real_K)
+            d_nda = D(self.augment(bad))
+            loss = loss + cfg.nda * ((d_nda - target.to(d_nda)) ** 2).mean()
             logs["d_nda"] = float(d_nda.detach().mean())
         if r1 is not None:
             loss = loss + 0.5 * cfg.r1 * r1
