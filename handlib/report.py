@@ -35,6 +35,7 @@ from IPython.display import Markdown, display
 from handlib import study
 from handlib.analysis.aggregate import (
     DIAGNOSTICS,
+    NDA_ONLY,
     OPTIONS,
     SETTING_COLUMNS,
     adversarial_runs,
@@ -83,6 +84,8 @@ class ReportConfig(StageConfig):
     ablation_fraction: float = param(0.1, range=(0.0, 1.0), help="label fraction of the ablation rows")
     search_file: str = param("", help="grid of the validation search (empty: none)")
     claim_file: str = param("", help="grid of the per-method comparison over seeds (empty: none)")
+    claim_extra_files: tuple[str, ...] = param((), help="more grids whose runs join the claim's comparison "
+                                                        "(the same pre-trainings: more methods)")
     when_file: str = param("", help='grid of the "when does it help?" settings (empty: none)')
     when_base_file: str = param("", help='grid of the setting the "when" settings move from (empty: claim_file)')
     reference: str = param("", help="a second results directory shown beside this one (empty: none)")
@@ -99,8 +102,8 @@ class ReportConfig(StageConfig):
             raise ConfigError(f"ReportConfig.parts: {bad} not in {list(PARTS)}")
         if self.ablation_fraction <= 0:
             raise ConfigError(f"ReportConfig.ablation_fraction: {self.ablation_fraction} must be > 0")
-        files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file, self.when_file,
-                 self.when_base_file]
+        files = [*self.protocol_files, self.ablation_file, self.search_file, self.claim_file,
+                 *self.claim_extra_files, self.when_file, self.when_base_file]
         files += list(self.reference_files) if self.reference else []
         missing = [f for f in files if f and not _grid_path(f).is_file()]
         if missing:
@@ -172,7 +175,8 @@ def plot_sweep(table: pd.DataFrame, df: pd.DataFrame | None = None, protocol: in
     """Absolute and root-relative MPJPE vs label fraction, mean with 95 % CI band per method,
     per-seed points from ``df`` (the runs) where given."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=dpi)
-    colors = {"pre-trained": "tab:gray", "supervised": "tab:blue", "adversarial": "tab:red", OPTIONS: "tab:purple"}
+    colors = {"pre-trained": "tab:gray", "supervised": "tab:blue", "adversarial": "tab:red", OPTIONS: "tab:purple",
+              NDA_ONLY: "tab:green"}
     for ax, name, col in ((axes[0], "mpjpe_abs", ABS), (axes[1], "mpjpe_rr", RR)):
         for method, g in table.groupby("method"):
             x = 100 * g["fraction"].to_numpy()
@@ -515,7 +519,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     if "search" in parts and cfg.search_file:
         tables["search_validation"] = (search_table(runs_in(df, [cfg.search_file], cfg.results)), ".1f")
     if "claim" in parts and cfg.claim_file:
-        cl = runs_in(df, [cfg.claim_file], cfg.results)
+        cl = runs_in(df, [cfg.claim_file, *cfg.claim_extra_files], cfg.results)
         cl = cl.assign(method=cl.variant)  # the paper's D and D with options are two rows
         # selected on validation; selected among steps at full lambda_MM; the last step (no selection)
         extra = [c for c in ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs", "last/test/mpjpe_rr")

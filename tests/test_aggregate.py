@@ -162,3 +162,14 @@ def test_markdown_prints_setting_columns_as_given():
     md = A.to_markdown(t, index=False)
     assert "0.25" in md and "0.05" in md and "70.0" in md and "71.7" in md and "71.66" not in md
     assert "0.25" in A.to_markdown(t.set_index("method"))
+
+
+def test_variant_names_the_nda_only_d_apart():
+    """d_nda 1 (D never trains on M's windows) is its own row; any other option set is "D options";
+    the pose prior keeps its method name whatever its D's options."""
+    base = {"method": "adversarial", "d_input": "pose", "d_pool": "score"}
+    assert A.variant(base | {"d_nda": 0.0}) == "adversarial"
+    assert A.variant(base | {"d_nda": 0.5}) == A.OPTIONS
+    assert A.variant(base | {"d_nda": 1.0, "d_input": "pose_diff"}) == A.NDA_ONLY
+    assert A.variant(base | {"d_nda": float("nan"), "d_input": "pose_diff"}) == A.OPTIONS
+    assert A.variant({"method": "pose_prior", "d_nda": 1.0}) == "pose_prior"

@@ -43,6 +43,7 @@ DATA_KEYS = ("dataset", "preset", "protocol", "fraction", "appearance_shift", "i
 
 
 OPTIONS = "adversarial + D options"  # the variant name of the adversarial method with D's options
+NDA_ONLY = "adversarial + D options, NDA only"  # ... whose D never trains on M's windows (d_nda 1)
 
 
 # D's motion-aware options: (config key, its off value, its name in tables)
@@ -56,8 +57,13 @@ def options_on(row) -> list[str]:
 
 def variant(row: dict) -> str:
     """The method with its D: "adversarial + D options" when any motion-aware option of D
-    (negative data augmentation, frame differences, window pooling) is on, else the method."""
-    return OPTIONS if options_on(row) and row["method"] == "adversarial" else row["method"]
+    (negative data augmentation, frame differences, window pooling) is on, "..., NDA only" when
+    its fakes are only the corrupted real windows (d_nda 1: D never trains on M's windows, a
+    learned motion prior rather than an adversary), else the method."""
+    if row["method"] != "adversarial" or not options_on(row):
+        return row["method"]
+    nda = row.get("d_nda", 0.0)
+    return NDA_ONLY if not pd.isna(nda) and nda >= 1.0 else OPTIONS
 
 
 def _setting(config: dict, key: str):
