@@ -268,6 +268,9 @@ def test_run_pretrain_writes_record(tmp_path):
     assert boot["by"] == "sequence" and boot["n_sequences"] >= 1
     assert boot["mpjpe_rr"][0] <= met["test"]["overall"]["mpjpe_rr"] <= boot["mpjpe_rr"][1]
     assert out["checkpoint"].is_relative_to(tmp_path / "cache" / "checkpoints" / out["run_id"])
+    # where it ran: bf16 numerics differ between processors, so the record names it
+    assert met["runtime"]["device"] == "cpu" and met["runtime"]["bf16"] is False
+    assert met["runtime"]["processor"] and met["runtime"]["torch"] == torch.__version__
     # the bone-length prior path: evaluation without ground-truth scale, recorded as such
     from handlib.train.evaluate import evaluate_splits
     rows = tiny_split(store).test_rows
@@ -295,6 +298,15 @@ def test_bf16_capped_by_isa_env(monkeypatch):
     assert loop.cpu_has_bf16()
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     assert not loop.cpu_has_bf16()
+
+
+def test_processor_name_reads_the_cpu_model(monkeypatch):
+    from handlib.train import loop
+
+    monkeypatch.setattr(loop.Path, "read_text", lambda self: "processor : 0\nmodel name\t: Toy CPU 9000 @ 1 GHz\nflags : avx2")
+    assert loop.processor_name(torch.device("cpu")) == "Toy CPU 9000 @ 1 GHz"
+    monkeypatch.setattr(loop.Path, "read_text", lambda self: (_ for _ in ()).throw(OSError("no procfs")))
+    assert loop.processor_name(torch.device("cpu"))  # falls back to platform's answer
 
 
 class _EvalTask(_NaNTask):

@@ -232,8 +232,7 @@ def run_adversarial(cfg: AdversarialConfig, data=None) -> dict[str, Any]:
            "facts": run_facts(pre_cfg, data, selected),
            "wall_time_s": time.perf_counter() - t0, "train_time_s": train_time,
            "train_step_s": float(hist["time_s"].iloc[-1] / max(1, len(hist))) if len(hist) else None,
-           "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None, "channels_last": rt.channels_last,
-                       "threads": torch.get_num_threads()}}
+           "runtime": rt.record()}
     rec.write_metrics(out)
     return {"run_id": rec.id, "dir": rec.dir, "metrics": out, "history": hist, "model": selected,
             "models": models, "store": store, "split": split, "runtime": rt, "D": D}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import random
 import time
 import zlib
@@ -158,6 +159,26 @@ class Runtime:
     def to(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: (self.images(v) if k in ("image", "images") else v.to(self.device, non_blocking=True))
                 if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def record(self) -> dict[str, Any]:
+        """What a run record says about where it ran. bf16 results are not bit-identical across
+        CPU models (or CPU vs GPU), so the record names the processor and torch's version."""
+        return {"device": str(self.device), "bf16": self.dtype is not None, "channels_last": self.channels_last,
+                "threads": torch.get_num_threads(), "processor": processor_name(self.device),
+                "torch": torch.__version__}
+
+
+def processor_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the CPU's model name from /proc/cpuinfo (platform's elsewhere)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def eval_line(step: int, steps: int, row: dict[str, float], elapsed: float) -> str:

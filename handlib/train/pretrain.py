@@ -276,8 +276,7 @@ def run_pretrain(cfg: PretrainConfig, data=None, split=None) -> dict[str, Any]:
                    "vs_mean_pose": vs_mean_pose(res, base), "val_noise": val_noise(history),
                    "wall_time_s": time.perf_counter() - t0,
                    "train_time_s": train_time, "n_labelled": int(len(lab)),
-                   "runtime": {"device": str(rt.device), "bf16": rt.dtype is not None,
-                               "channels_last": rt.channels_last, "threads": torch.get_num_threads()},
+                   "runtime": rt.record(),
                    "bone_prior_mm": float(model.bone_prior),
                    # pre-training uses no motion: the split's motion source is not claimed
                    "split": {**split.summary(), "motion_source": facts["motion_source"]},
