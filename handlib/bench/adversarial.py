@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         sup.append(time_method(data, "supervised", rt, args))
     out = {"bench": "adversarial", "size": args.size, "batch": args.batch, "unlabelled": args.unlabelled,
            "S": args.S, "d_config": json.loads(args.d_config), "data": f"handsim:{args.preset}",
-           "device": str(rt.device), "bf16": rt.dtype is not None,
-           "channels_last": rt.channels_last, "threads": torch.get_num_threads(), "steps": args.steps,
+           **rt.record(), "steps": args.steps,
            "repeats": args.repeats, "adversarial_img_s": round(max(adv), 1), "supervised_img_s": round(max(sup), 1),
            "ratio": round(max(sup) / max(adv), 3),
            "adversarial_all": [round(v, 1) for v in adv], "supervised_all": [round(v, 1) for v in sup]}

@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         bare.append(time_resnet(rt, args))
     out = {"bench": "train", "size": args.size, "batch": args.batch, "head": args.head,
            "head_stride": args.head_stride if args.head == "heatmap" else None, "data": source,
-           "device": str(rt.device), "bf16": rt.dtype is not None, "channels_last": rt.channels_last,
-           "threads": torch.get_num_threads(), "workers": args.workers, "steps": args.steps,
+           **rt.record(), "workers": args.workers, "steps": args.steps,
            "repeats": args.repeats, "pose_img_s": round(max(pose), 1), "resnet18_img_s": round(max(bare), 1),
            "ratio": round(max(pose) / max(bare), 3),
            "pose_all": [round(v, 1) for v in pose], "resnet18_all": [round(v, 1) for v in bare]}
