@@ -257,6 +257,11 @@ def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
         return {f"{name}_vs_full": m, f"{name}_vs_full_lo": lo, f"{name}_vs_full_hi": hi}
 
     out = _per_group(d, "row", cols, vs_full)
+    if not out:  # no Table 1 record yet: the table's columns, no rows (not the records' raw columns)
+        names = [_col_name(c) for c in cols]
+        return pd.DataFrame(columns=["row", "n", "commits", *[f"{n}{s}" for n in names for s in
+                                                               ("", "_std", "_vs_full", "_vs_full_lo", "_vs_full_hi")],
+                                     "paper_fphab_abs", "paper_fphab_rr"])
     for r in out:
         paper = PAPER_TABLE1.get(r["row"], (np.nan, np.nan))
         r |= {"paper_fphab_abs": paper[0], "paper_fphab_rr": paper[1]}
@@ -497,7 +502,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     when, when_base, when_sweep = None, None, None
     sw = sweep_runs(df, cfg.protocol_files, cfg.results, pretrained=select(pretrain_runs(cfg.results), cfg.smoke))
     ab = runs_in(df, [cfg.ablation_file], cfg.results) if "ablations" in parts else df.iloc[:0]
-    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)]) if len(ab) else ab
+    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)] if len(ab) else ab)
     tables, sweeps = {}, {}
     if "sweeps" in parts:
         for p in sorted(sw.protocol.unique()):

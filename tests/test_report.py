@@ -74,6 +74,12 @@ def test_ablation_rows_differences_to_full_and_paper_columns():
     assert R.ablation_label({**R.FULL, "S": 32, "d_depth": 4}).startswith("other:")
 
 
+def test_ablation_table_without_records_has_its_own_columns():
+    empty = R.ablation_table(_df().iloc[:0])
+    full = R.ablation_table(_df()[lambda d: d.fraction == 0.1])
+    assert len(empty) == 0 and list(empty.columns) == list(full.columns)
+
+
 def test_runs_in_and_missing_runs_follow_the_params_file(tmp_path):
     res = tmp_path / "res"
     y = tmp_path / "g.yaml"
