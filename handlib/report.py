@@ -422,14 +422,15 @@ def study_table(df: pd.DataFrame, params_files, results: str | None = None, labe
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def change_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method, means over seeds: each test diagnostic of the pre-trained M ("before") and of
-    the selected M ("after"), D's probe on validation windows and the final D's AUC against
-    jitter / bone noise / shuffling on held-out corpus windows (where the method has a D)."""
+def change_table(df: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per method (or other column ``by``), means over seeds: each test diagnostic of the
+    pre-trained M ("before") and of the selected M ("after"), D's probe on validation windows,
+    D's paired sensitivity (``dsens/``) and the final D's AUC against jitter / bone noise /
+    shuffling on held-out corpus windows (where the method has a D)."""
 
     out = []
-    for method, g in df.groupby("method", sort=False):
-        r = {"method": method, "n": len(g)}
+    for method, g in df.groupby(by, sort=False):
+        r = {by: method, "n": len(g)}
         for k in DIAGNOSTICS:
             r[f"{k}_before"] = float(_pretrained(g, [f"pretrained/test/{k}"]).iloc[0])
             r[f"{k}_after"] = float(g[f"test/{k}"].mean())
@@ -502,7 +503,8 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     when, when_base, when_sweep = None, None, None
     sw = sweep_runs(df, cfg.protocol_files, cfg.results, pretrained=select(pretrain_runs(cfg.results), cfg.smoke))
     ab = runs_in(df, [cfg.ablation_file], cfg.results) if "ablations" in parts else df.iloc[:0]
-    abl = ablation_table(ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)] if len(ab) else ab)
+    ab = ab[(ab.fraction == cfg.ablation_fraction) & (ab.protocol == 2)] if len(ab) else ab
+    abl = ablation_table(ab)
     tables, sweeps = {}, {}
     if "sweeps" in parts:
         for p in sorted(sw.protocol.unique()):
@@ -512,6 +514,11 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
             tables[f"improvement_protocol{p}"] = (improvement_table(d, p), ".1f")
     if "ablations" in parts:
         tables["ablations"] = (abl, ".1f")
+        if len(ab):  # D's sensitivity and M's motion diagnostics beside each Table 1 row
+            rows = ab.assign(row=[ablation_label(r) for _, r in ab.iterrows()])
+            order = list(abl.row)
+            rows = rows.iloc[np.argsort([order.index(x) for x in rows.row], kind="stable")]
+            tables["ablations_diagnostics"] = (change_table(rows, by="row"), ".3f")
     if "studies" in parts:
         for frac, g in sw[sw.protocol == 2].groupby("fraction"):
             tables[f"methods_protocol2_fraction{frac:g}"] = (method_table(g), ".1f")
