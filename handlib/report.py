@@ -515,9 +515,9 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     if "ablations" in parts:
         tables["ablations"] = (abl, ".1f")
         if len(ab):  # D's sensitivity and M's motion diagnostics beside each Table 1 row
+            rank = {row: i for i, row in enumerate(abl.row)}  # the ablation table's row order
             rows = ab.assign(row=[ablation_label(r) for _, r in ab.iterrows()])
-            order = list(abl.row)
-            rows = rows.iloc[np.argsort([order.index(x) for x in rows.row], kind="stable")]
+            rows = rows.sort_values("row", key=lambda x: x.map(rank), kind="stable")
             tables["ablations_diagnostics"] = (change_table(rows, by="row"), ".3f")
     if "studies" in parts:
         for frac, g in sw[sw.protocol == 2].groupby("fraction"):

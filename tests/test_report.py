@@ -209,7 +209,8 @@ def test_build_report_parts_name_only_their_grids():
         R.build_report(cfg, parts=("nope",))
     only = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "ablation_file": "params/smoke.yaml",
                                        "ablation_fraction": 0.25, "parts": ["ablations"]})
-    assert list(R.build_report(only).tables) == ["ablations", "ablations_diagnostics"]  # the config's parts, when none are passed
+    # the config's parts, when none are passed
+    assert list(R.build_report(only).tables) == ["ablations", "ablations_diagnostics"]
     from handlib.config import ConfigError
     with pytest.raises(ConfigError, match="parts"):
         R.ReportConfig.from_params({"parts": ["sweeps", "nope"]})
