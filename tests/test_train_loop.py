@@ -303,7 +303,8 @@ def test_bf16_capped_by_isa_env(monkeypatch):
 def test_processor_name_reads_the_cpu_model(monkeypatch):
     from handlib.train import loop
 
-    monkeypatch.setattr(loop.Path, "read_text", lambda self: "processor : 0\nmodel name\t: Toy CPU 9000 @ 1 GHz\nflags : avx2")
+    cpuinfo = "processor : 0\nmodel name\t: Toy CPU 9000 @ 1 GHz\nflags : avx2"
+    monkeypatch.setattr(loop.Path, "read_text", lambda self: cpuinfo)
     assert loop.processor_name(torch.device("cpu")) == "Toy CPU 9000 @ 1 GHz"
     monkeypatch.setattr(loop.Path, "read_text", lambda self: (_ for _ in ()).throw(OSError("no procfs")))
     assert loop.processor_name(torch.device("cpu"))  # falls back to platform's answer

@@ -32,6 +32,10 @@ from handlib.train.loop import load_checkpoint, resolve_runtime
 from handlib.train.pretrain import PretrainConfig
 from handlib.train.stage import find_pretrain, load_data
 
+# the per-step diagnostics a search row keeps from D's history
+CURVE_KEYS = ("step", "loss_D", "d_acc", "objective", "d_spearman_abs", "d_spearman_vel",
+              "dsens_jitter_2", "dsens_jitter_5", "dsens_shuffle")
+
 
 def search(base: dict, settings: list[dict], log=print) -> list[dict]:
     """Warm-start one D per setting (``base`` | setting) from the same cached windows; returns
@@ -75,10 +79,7 @@ def search(base: dict, settings: list[dict], log=print) -> list[dict]:
                "receptive_field": cfg.motion_config().receptive_field,
                "probe": {k: round(v, 4) for k, v in probe.items()},
                "sensitivity": {k: {kk: round(vv, 4) for kk, vv in v.items()} for k, v in sens.items()},
-               "curve": [{k: round(v, 4) for k, v in r.items() if k in ("step", "loss_D", "d_acc", "objective",
-                                                                           "d_spearman_abs", "d_spearman_vel", "dsens_jitter_2",
-                                                                           "dsens_jitter_5", "dsens_shuffle")}
-                         for r in rec["history"]]}
+               "curve": [{k: round(v, 4) for k, v in r.items() if k in CURVE_KEYS} for r in rec["history"]]}
         log(json.dumps(row))
         rows.append(row)
     return rows
