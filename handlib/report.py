@@ -34,10 +34,12 @@ from IPython.display import Markdown, display
 
 from handlib import study
 from handlib.analysis.aggregate import (
+    DATA_KEYS,
     DIAGNOSTICS,
     NDA_ONLY,
     OPTIONS,
     SETTING_COLUMNS,
+    SETTINGS,
     adversarial_runs,
     ci95,
     options_on,
@@ -84,8 +86,9 @@ class ReportConfig(StageConfig):
     ablation_fraction: float = param(0.1, range=(0.0, 1.0), help="label fraction of the ablation rows")
     search_file: str = param("", help="grid of the validation search (empty: none)")
     claim_file: str = param("", help="grid of the per-method comparison over seeds (empty: none)")
-    claim_extra_files: tuple[str, ...] = param((), help="more grids whose runs join the claim's comparison "
-                                                        "(the same pre-trainings: more methods)")
+    claim_extra_files: tuple[str, ...] = param((), help="more grids whose runs join the claim's comparison: "
+                                                        "more methods, or more seeds of its methods at the same "
+                                                        "settings (``join_runs``)")
     when_file: str = param("", help='grid of the "when does it help?" settings (empty: none)')
     when_base_file: str = param("", help='grid of the setting the "when" settings move from (empty: claim_file)')
     reference: str = param("", help="a second results directory shown beside this one (empty: none)")
@@ -367,6 +370,25 @@ def runs_in(df: pd.DataFrame, params_files, results: str | None = None) -> pd.Da
     return df[df.run_id.isin(ids)]
 
 
+def _signature(row) -> tuple:
+    """What makes two runs the same method: data, steps and every setting of the method (its
+    seed and pre-trained M aside), as strings (NaN for a setting an older record lacks)."""
+    keys = (*DATA_KEYS, "steps", *SETTINGS.get(row["method"], ()))
+    return tuple(str(row.get(k, np.nan)) for k in keys)
+
+
+def join_runs(main: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """``main``'s runs plus those of ``extra`` that add seeds or methods to its comparison: a
+    run of a variant ``main`` has joins only with one of that variant's settings (``_signature``:
+    Table 1's supervised run adds a seed to the claim's supervised row, its D depth 1 run is left
+    out), a run of a variant ``main`` lacks joins as a method of its own."""
+    have = {}
+    for _, r in main.iterrows():
+        have.setdefault(r["variant"], set()).add(_signature(r))
+    keep = [r["variant"] not in have or _signature(r) in have[r["variant"]] for _, r in extra.iterrows()]
+    return pd.concat([main, extra[keep]]).sort_index() if len(extra) else main  # in the records' order
+
+
 def sweep_runs(df: pd.DataFrame, params_files, results: str | None = None,
                pretrained: pd.DataFrame | None = None) -> pd.DataFrame:
     """The runs of ``params_files`` that belong in Fig. 4: the supervised continuation and the
@@ -531,7 +553,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
     if "search" in parts and cfg.search_file:
         tables["search_validation"] = (search_table(runs_in(df, [cfg.search_file], cfg.results)), ".1f")
     if "claim" in parts and cfg.claim_file:
-        cl = runs_in(df, [cfg.claim_file, *cfg.claim_extra_files], cfg.results)
+        cl = join_runs(runs_in(df, [cfg.claim_file], cfg.results), runs_in(df, cfg.claim_extra_files, cfg.results))
         cl = cl.assign(method=cl.variant)  # the paper's D and D with options are two rows
         # selected on validation; selected among steps at full lambda_MM; the last step (no selection)
         extra = [c for c in ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs", "last/test/mpjpe_rr")

@@ -305,3 +305,22 @@ def test_ablation_rows_name_ds_options_apart_from_the_full_model():
     assert R.ablation_label({**row, "d_input": "pose_diff", "d_pool": "window"}) == \
         "D options: frame differences + window pool"
     assert R.ablation_label({**row, "d_nda": 0.5, "d_depth": 4}) == "D options: NDA, other: d_depth"
+
+
+def test_join_runs_adds_seeds_of_the_same_settings_and_new_methods_only():
+    base = {"dataset": "handsim", "preset": "full", "protocol": 2, "fraction": 0.1, "appearance_shift": 0.5,
+            "image_size": 64, "steps": 400, "lr": 1e-4, "lambda_mm": 0.03, "d_depth": 2}
+
+    def run(rid, method, variant, **kw):
+        return {**base, "run_id": rid, "method": method, "variant": variant, **kw}
+
+    main = pd.DataFrame([run("sup0", "supervised", "supervised"), run("adv0", "adversarial", "adversarial")])
+    extra = pd.DataFrame([run("sup5", "supervised", "supervised"),                  # a seed more: joins
+                          run("adv5", "adversarial", "adversarial"),                # joins
+                          run("depth5", "adversarial", "adversarial", d_depth=1),   # another D: left out
+                          run("lam5", "adversarial", "adversarial", lambda_mm=0.1),  # another lambda: left out
+                          run("sup5b", "supervised", "supervised", lr=3e-4),        # another lr: left out
+                          run("pp5", "pose_prior", "pose_prior")])                  # a new method: joins
+    joined = R.join_runs(main, extra)
+    assert sorted(joined.run_id) == ["adv0", "adv5", "pp5", "sup0", "sup5"]
+    assert R.join_runs(main, extra.iloc[:0]).equals(main)
