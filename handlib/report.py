@@ -562,7 +562,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         tables["claim_methods"] = (method_table(with_pretrained(cl, cols), cols=cols), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
         tables["claim_actions"] = (action_table(cl), ".1f")
-        pre = runs_in(pretrain_runs(cfg.results), [cfg.claim_file], cfg.results)
+        pre = runs_in(pretrain_runs(cfg.results), [cfg.claim_file, *cfg.claim_extra_files], cfg.results)
         if len(pre):
             tables["claim_pretrained"] = (pretrained_table(pre), ".2f")
     if "when" in parts and cfg.when_file:
