@@ -248,6 +248,11 @@ def _per_group(df: pd.DataFrame, by: str, cols, compare) -> list[dict]:
     return out
 
 
+# Table 1 again for the models the unlabelled term has acted on: selected on validation among the
+# steps with lambda_MM at full strength, and the last step (no selection)
+FULL_STRENGTH = ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs")
+
+
 def ablation_table(df: pd.DataFrame, cols=(ABS, RR)) -> pd.DataFrame:
     """One row per variant: mean +- std over seeds, the paired difference to the full model
     (same pre-training runs) and the paper's FPHAB numbers in separate columns."""
@@ -541,6 +546,9 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
             rows = ab.assign(row=[ablation_label(r) for _, r in ab.iterrows()])
             rows = rows.sort_values("row", key=lambda x: x.map(rank), kind="stable")
             tables["ablations_diagnostics"] = (change_table(rows, by="row"), ".3f")
+        full_cols = [c for c in FULL_STRENGTH if c in ab and ab[c].notna().any()]
+        if full_cols:  # rows selected before lambda_MM was on compare the same early M, these do not
+            tables["ablations_full_strength"] = (ablation_table(ab, cols=full_cols), ".1f")
     if "studies" in parts:
         for frac, g in sw[sw.protocol == 2].groupby("fraction"):
             tables[f"methods_protocol2_fraction{frac:g}"] = (method_table(g), ".1f")

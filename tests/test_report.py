@@ -196,7 +196,7 @@ def test_build_report_parts_name_only_their_grids():
     cfg = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "ablation_file": "params/smoke.yaml",
                                       "ablation_fraction": 0.25})
     abl = R.build_report(cfg, parts=("ablations",))
-    assert list(abl.tables) == ["ablations", "ablations_diagnostics"] and not abl.sweeps
+    assert list(abl.tables) == ["ablations", "ablations_diagnostics", "ablations_full_strength"] and not abl.sweeps
     assert list(abl.missing) == ["params/smoke.yaml"]
     # D's sensitivity beside each Table 1 row, in the table's row order; rows without a D have none
     diag, rows = abl.tables["ablations_diagnostics"][0], abl.tables["ablations"][0]
@@ -205,12 +205,15 @@ def test_build_report_parts_name_only_their_grids():
     assert 0 <= d.loc["full model", "probe/d_acc"] <= 1 and np.isnan(d.loc["temporal smoothness prior",
                                                                             "probe/d_acc"])
     assert R.tables_text(abl).startswith("ablations\n")
+    # Table 1 again at full lambda_MM strength and at the last step: same rows, the same pairing
+    fs = abl.tables["ablations_full_strength"][0]
+    assert list(fs.row) == list(rows.row) and {"last_mpjpe_abs", "last_mpjpe_abs_vs_full_lo"} <= set(fs.columns)
     with pytest.raises(ValueError, match="unknown parts"):
         R.build_report(cfg, parts=("nope",))
     only = R.ReportConfig.from_params({"results": "results/smoke", "smoke": True, "ablation_file": "params/smoke.yaml",
                                        "ablation_fraction": 0.25, "parts": ["ablations"]})
     # the config's parts, when none are passed
-    assert list(R.build_report(only).tables) == ["ablations", "ablations_diagnostics"]
+    assert list(R.build_report(only).tables) == ["ablations", "ablations_diagnostics", "ablations_full_strength"]
     from handlib.config import ConfigError
     with pytest.raises(ConfigError, match="parts"):
         R.ReportConfig.from_params({"parts": ["sweeps", "nope"]})
