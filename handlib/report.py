@@ -383,10 +383,10 @@ def _signature(row) -> tuple:
 
 
 def join_runs(main: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
-    """``main``'s runs plus those of ``extra`` that add seeds or methods to its comparison: a
-    run of a variant ``main`` has joins only with one of that variant's settings (``_signature``:
+    """``main``'s runs plus those of ``extra`` that add seeds or methods to its comparison. A run
+    of a variant that ``main`` has joins only at one of that variant's settings (``_signature``:
     Table 1's supervised run adds a seed to the claim's supervised row, its D depth 1 run is left
-    out), a run of a variant ``main`` lacks joins as a method of its own."""
+    out); a run of a variant that ``main`` lacks joins as a method of its own."""
     have = {}
     for _, r in main.iterrows():
         have.setdefault(r["variant"], set()).add(_signature(r))
@@ -547,7 +547,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
             rows = rows.sort_values("row", key=lambda x: x.map(rank), kind="stable")
             tables["ablations_diagnostics"] = (change_table(rows, by="row"), ".3f")
         full_cols = [c for c in FULL_STRENGTH if c in ab and ab[c].notna().any()]
-        if full_cols:  # rows selected before lambda_MM was on compare the same early M, these do not
+        if full_cols:  # a row selected before lambda_MM is on shows an M the term never touched
             tables["ablations_full_strength"] = (ablation_table(ab, cols=full_cols), ".1f")
     if "studies" in parts:
         for frac, g in sw[sw.protocol == 2].groupby("fraction"):
@@ -564,8 +564,7 @@ def build_report(cfg: ReportConfig, parts=None) -> Report:
         cl = join_runs(runs_in(df, [cfg.claim_file], cfg.results), runs_in(df, cfg.claim_extra_files, cfg.results))
         cl = cl.assign(method=cl.variant)  # the paper's D and D with options are two rows
         # selected on validation; selected among steps at full lambda_MM; the last step (no selection)
-        extra = [c for c in ("selected_full/test/mpjpe_abs", "last/test/mpjpe_abs", "last/test/mpjpe_rr")
-                 if c in cl and cl[c].notna().any()]
+        extra = [c for c in (*FULL_STRENGTH, "last/test/mpjpe_rr") if c in cl and cl[c].notna().any()]
         cols = (ABS, RR, "selected/test/mpjpe_pa", "selected/test/epe_2d", *extra)
         tables["claim_methods"] = (method_table(with_pretrained(cl, cols), cols=cols), ".1f")
         tables["claim_diagnostics"] = (change_table(cl), ".3f")  # how each method changes M
